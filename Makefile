@@ -1,0 +1,71 @@
+# SettleProof build, test and check entry points (CI runs .ci/run = install, test, check).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+AUTONOMY := $(BIN)/autonomy --registry-path packages
+ANVIL := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+INSTALL_STAMP := $(VENV)/.settleproof-installed
+
+# Test dirs that exist (pytest errors on a missing path); an empty list is an error below.
+TEST_PATHS := $(wildcard tests packages/settleproof)
+PYTEST_FLAGS ?= -p no:cacheprovider -ra --durations=10
+
+# Handlers/dialogues every ABCI skill must define; abstract_abci only has abci, so skip it.
+COMMON := abci http contract_api ledger_api signing tendermint ipfs
+ANALYSE_IGNORE := -i abstract_abci
+
+.PHONY: help install sync-packages test check lock constraints clean distclean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+install: $(INSTALL_STAMP) $(ANVIL) sync-packages ## venv + pinned deps + editable project, third-party packages, anvil (idempotent)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+
+# Re-run pip only when the pins change (or the venv is new).
+$(INSTALL_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+sync-packages: $(INSTALL_STAMP) ## put third-party packages under packages/ and verify their IPFS hashes
+	$(BIN)/settleproof packages sync
+
+# npm ci from the committed lock; re-run only when the lock changes or the binary is gone.
+$(ANVIL): tools/package.json tools/package-lock.json
+	mkdir -p .tools
+	cp tools/package.json tools/package-lock.json .tools/
+	cd .tools && npm ci --no-audit --no-fund --loglevel=error
+	test -x $@ && touch $@
+	$@ --version
+
+test: ## run the test suite (tests/ and packages/settleproof/)
+	@test -n "$(TEST_PATHS)" || { echo "no test dirs (tests/, packages/settleproof/) found" >&2; exit 1; }
+	$(BIN)/pytest $(PYTEST_FLAGS) $(TEST_PATHS)
+
+check: ## framework analysers + packages.json lock check
+	$(AUTONOMY) analyse fsm-specs
+	$(AUTONOMY) analyse docstrings
+	$(AUTONOMY) analyse handlers $(addprefix -h ,$(COMMON)) $(ANALYSE_IGNORE)
+	$(AUTONOMY) analyse dialogues $(addprefix -d ,$(COMMON)) $(ANALYSE_IGNORE)
+	$(AUTONOMY) packages lock --check
+
+# Every third-party package is pre-listed, so any new package is ours: answer the prompt with "dev".
+lock: ## refresh fingerprints, dependency hashes and packages.json after editing our packages
+	yes dev 2>/dev/null | $(AUTONOMY) packages lock
+
+constraints: ## regenerate constraints.txt from the current venv (after changing pins in pyproject.toml)
+	{ echo '# Full lock of a working install: pip freeze minus settleproof (make constraints).'; \
+	  $(BIN)/pip freeze --exclude-editable --exclude settleproof; } > constraints.txt
+
+clean: ## remove build artefacts and caches (keeps .venv, .tools and third-party packages)
+	rm -rf build dist src/*.egg-info .pytest_cache .hypothesis .tox abci_build* benchmarks.html
+	find . -path ./$(VENV) -prune -o -path ./.tools -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## also remove synced third-party packages, .tools and download caches (keeps .venv)
+	rm -rf packages/valory packages/open_aea .tools .cache $(INSTALL_STAMP)

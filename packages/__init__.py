@@ -1,0 +1,1 @@
+"""The framework's local package registry: our packages under settleproof/, third-party ones fetched by `make install`."""

@@ -1,0 +1,179 @@
+"""Agreement across agents on one period's scan: the range, the invoices and the payments.
+
+Every agent reports what its providers' quorum showed (an `Observation`). The
+FetchLogsQuorum round applies `agree` to the same collected observations on
+every agent, so the result is consensus without asking agents to have seen
+exactly the same head. The rules favour safety: nothing is settled that fewer
+than `threshold` agents saw, and the range stops before anything that more
+agents could still confirm, so a later period looks at it again.
+"""
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+from packages.settleproof.skills.settlement_abci.invoices import Invoice
+from packages.settleproof.skills.settlement_abci.transfers import Transfer
+
+
+Destination = Tuple[str, str]
+
+
+@dataclass(frozen=True, order=True)
+class Payment:
+    """A log with its block's timestamp, both agreed by a quorum of providers."""
+
+    transfer: Transfer
+    block_timestamp: int
+
+    def to_json(self) -> Dict[str, Any]:
+        """A JSON-safe dict."""
+        return {"transfer": self.transfer.to_json(), "block_timestamp": self.block_timestamp}
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "Payment":
+        """Inverse of `to_json`."""
+        return cls(Transfer.from_json(data["transfer"]), int(data["block_timestamp"]))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One agent's view of `[from_block, to_block]`.
+
+    `to_block < from_block` says the agent could not safely scan anything;
+    `invoices is None` says it could not read the merchant's invoices.
+    """
+
+    from_block: int
+    to_block: int
+    payments: Tuple[Payment, ...] = ()
+    invoices: Optional[Tuple[Invoice, ...]] = None
+
+    @property
+    def destinations(self) -> Set[Destination]:
+        """The (token, receiver) pairs this agent watched."""
+        return {(i.token, i.receiver) for i in self.invoices or ()}
+
+    def to_json(self) -> str:
+        """Canonical JSON: the same observation always gives the same bytes."""
+        document = {
+            "from_block": self.from_block,
+            "to_block": self.to_block,
+            "payments": [p.to_json() for p in sorted(self.payments)],
+            "invoices": (
+                None if self.invoices is None else [i.to_json() for i in sorted(self.invoices)]
+            ),
+        }
+        return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Observation":
+        """Inverse of `to_json`."""
+        data = json.loads(text)
+        invoices = data["invoices"]
+        return cls(
+            from_block=int(data["from_block"]),
+            to_block=int(data["to_block"]),
+            payments=tuple(Payment.from_json(p) for p in data["payments"]),
+            invoices=None if invoices is None else tuple(Invoice.from_json(i) for i in invoices),
+        )
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What the agents agreed for one period."""
+
+    from_block: int
+    to_block: int
+    payments: Tuple[Payment, ...] = field(default=())
+    invoices: Tuple[Invoice, ...] = field(default=())
+
+    def to_json(self) -> str:
+        """Canonical JSON for the synchronized state."""
+        return json.dumps(
+            {
+                "from_block": self.from_block,
+                "to_block": self.to_block,
+                "payments": [p.to_json() for p in self.payments],
+                "invoices": [i.to_json() for i in self.invoices],
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Agreement":
+        """Inverse of `to_json`."""
+        data = json.loads(text)
+        return cls(
+            from_block=int(data["from_block"]),
+            to_block=int(data["to_block"]),
+            payments=tuple(Payment.from_json(p) for p in data["payments"]),
+            invoices=tuple(Invoice.from_json(i) for i in data["invoices"]),
+        )
+
+
+def _could_still_reach(votes: int, voters: int, participants: int, threshold: int) -> bool:
+    """Whether agents that did not take part could lift `votes` to `threshold`."""
+    return votes + (participants - voters) >= threshold
+
+
+def agree(
+    observations: Sequence[Observation],
+    from_block: int,
+    threshold: int,
+    participants: int,
+) -> Agreement:
+    """Combine the agents' observations into one agreed scan of `[from_block, to_block]`."""
+    relevant = [o for o in observations if o.from_block == from_block]
+    nothing = Agreement(from_block, from_block - 1)
+    with_invoices = [o for o in relevant if o.invoices is not None]
+    if len(relevant) < threshold or len(with_invoices) < threshold:
+        return nothing
+    to_block = sorted((o.to_block for o in relevant), reverse=True)[threshold - 1]
+    if to_block < from_block:
+        return nothing
+
+    invoice_votes: Counter = Counter(i for o in with_invoices for i in set(o.invoices or ()))
+    invoices = sorted(i for i, n in invoice_votes.items() if n >= threshold)
+    # An invoice only some agents list (created or closed between their reads)
+    # holds the range back: before any payment to it, and beyond what the agents
+    # that list it have scanned, since nobody else watched its receiver.
+    unsure: Set[Destination] = set()
+    for invoice, count in invoice_votes.items():
+        if count < threshold:
+            unsure.add((invoice.token, invoice.receiver))
+            watchers = [o.to_block for o in with_invoices if invoice in (o.invoices or ())]
+            to_block = min([to_block, *watchers])
+
+    # A payment's votes and voters are the agents whose scan covered its block,
+    # even if they stopped short of `to_block`: an agent behind the others may
+    # be the only one already watching a new invoice, and its report must stop
+    # the range rather than be ignored. Payments outside an agent's own range
+    # are not part of its observation.
+    votes: Counter = Counter(
+        p
+        for o in with_invoices
+        for p in set(o.payments)
+        if from_block <= p.transfer.block_number <= min(o.to_block, to_block)
+    )
+    accepted: List[Payment] = []
+    stop_at = to_block + 1
+    for payment in sorted(votes):
+        transfer = payment.transfer
+        destination = (transfer.token, transfer.receiver)
+        voters = sum(
+            1
+            for o in with_invoices
+            if o.to_block >= transfer.block_number and destination in o.destinations
+        )
+        if destination in unsure:
+            stop_at = min(stop_at, transfer.block_number)
+        elif votes[payment] >= threshold:
+            accepted.append(payment)
+        elif _could_still_reach(votes[payment], voters, participants, threshold):
+            stop_at = min(stop_at, transfer.block_number)
+    to_block = max(stop_at - 1, from_block - 1)
+    payments = tuple(p for p in accepted if p.transfer.block_number <= to_block)
+    return Agreement(from_block, to_block, payments, tuple(invoices))

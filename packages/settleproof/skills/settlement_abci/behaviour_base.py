@@ -1,0 +1,103 @@
+"""What every settlement behaviour shares: typed access to state and parallel HTTP requests."""
+
+from abc import ABC
+from dataclasses import dataclass
+from typing import Dict, Generator, List, Optional, Sequence, cast
+
+from packages.settleproof.skills.settlement_abci.models import Params, SharedState
+from packages.settleproof.skills.settlement_abci.rounds import SynchronizedData
+from packages.valory.protocols.http import HttpMessage
+from packages.valory.skills.abstract_round_abci.behaviour_utils import TimeoutException
+from packages.valory.skills.abstract_round_abci.behaviours import BaseBehaviour
+from packages.valory.skills.abstract_round_abci.models import Requests
+
+
+# The http_client connection reports its own failures (refused, timed out) with this status.
+CONNECTION_ERROR_STATUS = 600
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request of a parallel batch."""
+
+    method: str
+    url: str
+    body: bytes = b""
+    headers: Optional[Dict[str, str]] = None
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """A reply, or `status == 0` with an error when none arrived in time."""
+
+    status: int
+    body: bytes = b""
+    headers: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx reply."""
+        return 200 <= self.status < 300
+
+
+class SettlementBaseBehaviour(BaseBehaviour, ABC):
+    """Base of the settlement behaviours."""
+
+    @property
+    def synchronized_data(self) -> SynchronizedData:
+        """The agreed state, typed."""
+        return cast(SynchronizedData, cast(SharedState, self.context.state).synchronized_data)
+
+    @property
+    def params(self) -> Params:
+        """The skill's parameters, typed."""
+        return cast(Params, self.context.params)
+
+    def log(self, level: str, message: str, **fields: object) -> None:
+        """One log line with the round and period, and `key=value` fields for grepping."""
+        context = {"round": self.matching_round.auto_round_id(), **fields}
+        details = " ".join(f"{key}={value}" for key, value in context.items())
+        getattr(self.context.logger, level)(f"{message} | {details}")
+
+    def http_parallel(
+        self, requests: Sequence[HttpRequest], timeout: float
+    ) -> Generator[None, None, List[HttpReply]]:
+        """Send all requests at once through the http_client connection; wait at most `timeout`.
+
+        The framework's `get_http_response` waits for one reply at a time; here
+        every request gets its own callback, so a slow provider does not delay
+        the others, and a missing reply becomes an error after `timeout`.
+        """
+        replies: Dict[int, HttpMessage] = {}
+        callbacks = cast(Requests, self.context.requests).request_id_to_callback
+        for position, request in enumerate(requests):
+            message, dialogue = self._build_http_request_message(
+                method=request.method,
+                url=request.url,
+                content=request.body,
+                headers=request.headers,
+            )
+            nonce = self._get_request_nonce_from_dialogue(dialogue)
+            callbacks[nonce] = self._store_reply(replies, position)
+            self.context.outbox.put_message(message=message)
+        try:
+            yield from self.wait_for_condition(lambda: len(replies) == len(requests), timeout)
+        except TimeoutException:
+            pass
+        return [self._reply(replies.get(i)) for i in range(len(requests))]
+
+    @staticmethod
+    def _store_reply(replies: Dict[int, HttpMessage], position: int):  # type: ignore
+        def callback(message: HttpMessage, _current_behaviour: BaseBehaviour) -> None:
+            replies[position] = message
+
+        return callback
+
+    @staticmethod
+    def _reply(message: Optional[HttpMessage]) -> HttpReply:
+        if message is None:
+            return HttpReply(0, error="timed out")
+        if message.status_code >= CONNECTION_ERROR_STATUS:
+            return HttpReply(0, error=message.body.decode(errors="replace").strip()[-200:])
+        return HttpReply(message.status_code, message.body, message.headers)

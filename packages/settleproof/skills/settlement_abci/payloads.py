@@ -1,0 +1,49 @@
+"""Transaction payloads of the settlement rounds: typed fields, JSON text for structured values."""
+
+from dataclasses import dataclass
+
+from packages.valory.skills.abstract_round_abci.base import BaseTxPayload
+
+
+@dataclass(frozen=True)
+class SelectKeeperPayload(BaseTxPayload):
+    """The keeper this agent computes for the period."""
+
+    keeper: str
+
+
+@dataclass(frozen=True)
+class FetchLogsQuorumPayload(BaseTxPayload):
+    """This agent's observation of the period's range (`agreement.Observation` as JSON)."""
+
+    observation: str
+
+
+@dataclass(frozen=True)
+class DedupePayload(BaseTxPayload):
+    """The new events this agent derives from the agreed scan (JSON list, sorted by id)."""
+
+    new_events: str
+
+
+@dataclass(frozen=True)
+class DeliverWebhookPayload(BaseTxPayload):
+    """The keeper's delivery report (JSON list of `outbox.DeliveryResult`)."""
+
+    delivery_report: str
+
+
+@dataclass(frozen=True)
+class KeeperFailoverPayload(BaseTxPayload):
+    """The next keeper after a silent one, and how many failovers this period has seen."""
+
+    keeper: str
+    failovers: int
+
+
+@dataclass(frozen=True)
+class CheckpointPayload(BaseTxPayload):
+    """The checkpoint this agent would commit, with a digest of the state it would hold."""
+
+    checkpoint: int
+    state_digest: str

@@ -1,0 +1,823 @@
+"""Tests of the settlement behaviours, with the framework's FSMBehaviourBaseCase.
+
+Our behaviours send several HTTP requests at once (`http_parallel`), so instead of
+the framework's one-request `mock_http_request` a small fake network answers every
+request found in the outbox by its URL and JSON-RPC body, and delivers the replies
+through the skill's HTTP handler (which dispatches them via `request_id_to_callback`).
+The test agent is `test_agent_address` (the identity `BaseSkillTestCase` gives it).
+"""
+
+# pylint: disable=protected-access,too-many-arguments,attribute-defined-outside-init
+
+import datetime
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, cast
+from unittest import mock
+
+import pytest
+from standardwebhooks import Webhook
+
+from packages.settleproof.skills.settlement_abci.agreement import (
+    Agreement,
+    Observation,
+    Payment,
+)
+from packages.settleproof.skills.settlement_abci.behaviour_base import (
+    HttpReply,
+    HttpRequest,
+    SettlementBaseBehaviour,
+)
+from packages.settleproof.skills.settlement_abci.behaviours import (
+    CheckpointBehaviour,
+    DedupeBehaviour,
+    DeliverWebhookBehaviour,
+    FetchLogsQuorumBehaviour,
+    KeeperFailoverBehaviour,
+    SelectKeeperBehaviour,
+    SettlementRoundBehaviour,
+)
+from packages.settleproof.skills.settlement_abci.models import Params
+from packages.settleproof.skills.settlement_abci.outbox import (
+    DeliveryResult,
+    OutboxEntry,
+    dumps,
+)
+from packages.settleproof.skills.settlement_abci.payloads import (
+    CheckpointPayload,
+    DedupePayload,
+    DeliverWebhookPayload,
+    FetchLogsQuorumPayload,
+    KeeperFailoverPayload,
+    SelectKeeperPayload,
+)
+from packages.settleproof.skills.settlement_abci.rounds import (
+    Event,
+    FinishedSettlementRound,
+    SettlementAbciApp,
+    SynchronizedData,
+)
+from packages.settleproof.skills.settlement_abci.tests.test_rounds import (
+    PAYER,
+    RECEIVER,
+    TOKEN,
+    digest_of,
+    make_invoice,
+    make_payment,
+    make_transfer,
+    tx_hash,
+)
+from packages.settleproof.skills.settlement_abci.transfers import (
+    TRANSFER_TOPIC,
+    Transfer,
+    address_topic,
+)
+from packages.valory.connections.http_client.connection import (
+    PUBLIC_ID as HTTP_CLIENT_PUBLIC_ID,
+)
+from packages.valory.protocols.http import HttpMessage
+from packages.valory.skills.abstract_round_abci import behaviour_utils
+from packages.valory.skills.abstract_round_abci.base import AbciAppDB
+from packages.valory.skills.abstract_round_abci.behaviour_utils import (
+    make_degenerate_behaviour,
+)
+from packages.valory.skills.abstract_round_abci.behaviours import BaseBehaviour
+from packages.valory.skills.abstract_round_abci.test_tools.base import (
+    FSMBehaviourBaseCase,
+)
+
+
+PACKAGE_DIR = Path(__file__).parent.parent
+AGENT = "test_agent_address"
+PARTICIPANTS = ("agent_1", "agent_2", "agent_3", AGENT)  # already sorted: AGENT is keeper at period % 4 == 3
+
+RPC_A, RPC_B, RPC_C = "http://rpc-a.test", "http://rpc-b.test", "http://rpc-c.test"
+INVOICES_URL = "http://merchant.test/invoices?status=open&limit=100"
+WEBHOOK_URL = "http://merchant.test/webhook"
+OTHER_TOKEN = "0x" + "d4" * 20
+# Test-only secrets: base64 of "test-only-not-a-real-secret" / "test-only-rotated-secret!!".
+SECRET = "whsec_dGVzdC1vbmx5LW5vdC1hLXJlYWwtc2VjcmV0"
+SECRET_NEXT = "whsec_dGVzdC1vbmx5LXJvdGF0ZWQtc2VjcmV0ISE="
+
+#: The SETTLEPROOF_* args the skill.yaml leaves empty (they come from the environment in a deployment).
+TEST_SETTINGS = {
+    "rpc_endpoints": f"{RPC_A},{RPC_B},{RPC_C}",
+    "rpc_quorum": "2",
+    "token_address": TOKEN.upper().replace("0X", "0x"),
+    "invoices_url": INVOICES_URL,
+    "webhook_url": WEBHOOK_URL,
+    "webhook_secret": SECRET,
+    "confirmations": "12",
+}
+
+HEAD = 120  # safe head = 108 with 12 confirmations
+
+
+def sync_data(period: int = 0, **values: Any) -> SynchronizedData:
+    """Synchronized data of four participants (threshold 3) in the given period."""
+    setup = {
+        "participants": PARTICIPANTS,
+        "all_participants": PARTICIPANTS,
+        "consensus_threshold": 3,
+        "safe_contract_address": "0x0",
+        "checkpoint": None,
+        "processed_keys": "[]",
+        "outbox": "[]",
+        "dead_letters": "[]",
+    }
+    db = AbciAppDB(
+        setup_data=AbciAppDB.data_to_lists(setup),
+        cross_period_persisted_keys=SettlementAbciApp.cross_period_persisted_keys,
+    )
+    for _ in range(period):
+        db.create()
+    db.update(**values)
+    return SynchronizedData(db)
+
+
+def raw_log(transfer: Transfer) -> Dict[str, Any]:
+    """A provider's `eth_getLogs` entry for a transfer."""
+    return {
+        "address": transfer.token,
+        "blockNumber": hex(transfer.block_number),
+        "blockHash": transfer.block_hash,
+        "transactionHash": transfer.tx_hash,
+        "logIndex": hex(transfer.log_index),
+        "topics": [TRANSFER_TOPIC, address_topic(transfer.sender), address_topic(transfer.receiver)],
+        "data": "0x" + f"{transfer.value:064x}",
+        "removed": False,
+    }
+
+
+# --------------------------------------------------------------------------- fake network
+
+
+@dataclass
+class Provider:
+    """A JSON-RPC provider: `refused` answers like a connection error, `silent` never answers."""
+
+    head: int = HEAD
+    logs: List[Transfer] = field(default_factory=list)
+    blocks: Dict[int, Tuple[str, int]] = field(default_factory=dict)
+    refused: bool = False
+    silent: bool = False
+
+
+MERCHANT_INVOICES = [
+    {"uuid": "inv-1", "token": TOKEN.upper().replace("0X", "0x"), "receiver": RECEIVER, "amount": "1000",
+     "payer": None, "created_block": None, "note": "unknown fields are ignored"},
+    {"uuid": "inv-other", "token": OTHER_TOKEN, "receiver": RECEIVER, "amount": "1"},  # token not watched
+    {"uuid": "inv-bad", "token": TOKEN, "receiver": RECEIVER, "amount": "ten"},  # malformed
+]
+EXPECTED_INVOICES = (make_invoice("inv-1", 1000),)
+
+
+@dataclass
+class FakeNetwork:
+    """The merchant and the providers; records every request it was sent."""
+
+    providers: Dict[str, Provider]
+    invoices_status: int = 200
+    invoices: List[Dict[str, Any]] = field(default_factory=lambda: list(MERCHANT_INVOICES))
+    webhook: Optional[Callable[[HttpMessage], Optional[Tuple[int, bytes]]]] = None
+    requests: List[HttpMessage] = field(default_factory=list)
+
+    def answer(self, request: HttpMessage) -> Optional[Tuple[int, bytes]]:
+        """(status, body) for a request, or None for no answer at all."""
+        self.requests.append(request)
+        if request.url == INVOICES_URL:
+            assert request.method == "GET"
+            return self.invoices_status, json.dumps(self.invoices).encode()
+        if request.url == WEBHOOK_URL:
+            assert self.webhook is not None, "unexpected webhook"
+            return self.webhook(request)
+        provider = self.providers[request.url]
+        if provider.silent:
+            return None
+        if provider.refused:
+            return 600, b"Cannot connect to host: connection refused"
+        rpc = json.loads(request.body)
+        method, params = rpc["method"], rpc["params"]
+        result: Any
+        if method == "eth_blockNumber":
+            result = hex(provider.head)
+        elif method == "eth_getLogs":
+            low, high = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
+            result = [raw_log(t) for t in provider.logs if low <= t.block_number <= high]
+        elif method == "eth_getBlockByNumber":
+            number = int(params[0], 16)
+            found = provider.blocks.get(number)
+            result = None if found is None else {
+                "number": hex(number), "hash": found[0], "timestamp": hex(found[1])
+            }
+        else:  # pragma: no cover
+            raise AssertionError(f"unexpected RPC method {method}")
+        return 200, json.dumps({"jsonrpc": "2.0", "id": rpc["id"], "result": result}).encode()
+
+    def rpc_calls(self, method: str) -> List[Tuple[str, Any]]:
+        """(url, params) of every JSON-RPC request with this method."""
+        calls = []
+        for request in self.requests:
+            if request.url not in (INVOICES_URL, WEBHOOK_URL):
+                rpc = json.loads(request.body)
+                if rpc["method"] == method:
+                    calls.append((request.url, rpc["params"]))
+        return calls
+
+
+@contextmanager
+def clock_jump(seconds: float = 3600.0) -> Iterator[None]:
+    """Make `wait_for_condition` see a later time, so a missing reply times out without sleeping."""
+    real = datetime.datetime
+
+    class Later(real):  # type: ignore[valid-type,misc]
+        """datetime whose now() is `seconds` ahead."""
+
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:  # type: ignore[override]
+            return real.now(tz) + datetime.timedelta(seconds=seconds)
+
+    fake = SimpleNamespace(datetime=Later, timedelta=datetime.timedelta)
+    with mock.patch.object(behaviour_utils, "datetime", fake):
+        yield
+
+
+def parse_headers(text: str) -> Dict[str, str]:
+    """The http_client header string `Key: value\\r\\n...` as a dict."""
+    headers = {}
+    for line in text.split("\r\n"):
+        if line:
+            key, value = line.split(": ", 1)
+            headers[key] = value
+    return headers
+
+
+# --------------------------------------------------------------------------- base case
+
+
+class SettlementFSMBehaviourBaseCase(FSMBehaviourBaseCase):
+    """Loads settlement_abci with test settings in place of the environment's."""
+
+    path_to_skill = PACKAGE_DIR
+    settings_overrides: Dict[str, str] = {}
+
+    @classmethod
+    def setup_class(cls, **kwargs: Any) -> None:
+        """Load the skill with valid SETTLEPROOF_* args."""
+        args = {**TEST_SETTINGS, **cls.settings_overrides}
+        super().setup_class(config_overrides={"models": {"params": {"args": args}}}, **kwargs)
+
+    @property
+    def params(self) -> Params:
+        """The skill's params."""
+        return cast(Params, self.skill.skill_context.params)
+
+    @property
+    def current(self) -> BaseBehaviour:
+        """The current behaviour."""
+        return cast(BaseBehaviour, self.behaviour.current_behaviour)
+
+    def go_to(self, behaviour_cls: Type[BaseBehaviour], data: SynchronizedData) -> None:
+        """Fast-forward to a behaviour with the given synchronized data."""
+        self.fast_forward_to_behaviour(self.behaviour, behaviour_cls.auto_behaviour_id(), data)
+        assert self.current.behaviour_id == behaviour_cls.auto_behaviour_id()
+
+    def http_requests_in_outbox(self) -> List[HttpMessage]:
+        """Take every message from the outbox; all of them must be HTTP requests to the http_client."""
+        messages = []
+        while self.get_quantity_in_outbox():
+            message = self.get_message_from_outbox()
+            assert isinstance(message, HttpMessage), message
+            assert message.performative == HttpMessage.Performative.REQUEST
+            assert message.to == str(HTTP_CLIENT_PUBLIC_ID)
+            messages.append(message)
+        return messages
+
+    def respond(self, request: HttpMessage, status: int, body: bytes, headers: str = "") -> None:
+        """Deliver the http_client's response to a request through the skill's HTTP handler."""
+        incoming = self.build_incoming_message(
+            message_type=HttpMessage,
+            dialogue_reference=(request.dialogue_reference[0], "stub"),
+            performative=HttpMessage.Performative.RESPONSE,
+            target=request.message_id,
+            message_id=-1,
+            to=str(self.skill.skill_context.skill_id),
+            sender=str(HTTP_CLIENT_PUBLIC_ID),
+            version="",
+            status_code=status,
+            status_text="",
+            headers=headers,
+            body=body,
+        )
+        self.http_handler.handle(incoming)
+
+    def serve(self, network: FakeNetwork, max_steps: int = 40) -> List[List[HttpMessage]]:
+        """Act, answering every batch of HTTP requests, until the behaviour asks to sign its payload.
+
+        Replies are delivered in reverse order, so a reply is matched to its request by
+        its dialogue and never by arrival order. Returns the batches, in order.
+        """
+        batches = []
+        jumps = 0
+        self.behaviour.act_wrapper()
+        for _ in range(max_steps):
+            if self.get_quantity_in_decision_maker_inbox():
+                return batches
+            batch = self.http_requests_in_outbox()
+            if batch:
+                batches.append(batch)
+                for request in reversed(batch):
+                    reply = network.answer(request)
+                    if reply is not None:
+                        self.respond(request, *reply)
+                self.behaviour.act_wrapper()
+            else:  # waiting for replies that never come
+                # each jump goes further, past deadlines set while the clock was already ahead
+                jumps += 1
+                with clock_jump(3600.0 * jumps):
+                    self.behaviour.act_wrapper()
+        raise AssertionError("the behaviour never sent its payload")
+
+    @contextmanager
+    def capture_payload(self) -> Iterator[mock.MagicMock]:
+        """Record the payload the current behaviour sends, still sending it for real."""
+        with mock.patch.object(
+            self.current, "send_a2a_transaction", side_effect=self.current.send_a2a_transaction
+        ) as send:
+            yield send
+
+    def finish_round(self, event: Event, next_behaviour: Type[BaseBehaviour]) -> None:
+        """Complete the a2a transaction, end the round with `event` and check the next behaviour."""
+        self.mock_a2a_transaction()
+        self._test_done_flag_set()
+        self.end_round(event)
+        assert self.current.behaviour_id == next_behaviour.auto_behaviour_id()
+
+
+def sent_payload(send: mock.MagicMock) -> Any:
+    """The payload passed to send_a2a_transaction."""
+    send.assert_called_once()
+    return send.call_args[0][0]
+
+
+def same_payload(actual: Any, expected: Any) -> bool:
+    """Payload equality without the random `id_`."""
+    return (type(actual), actual.sender, actual.data) == (type(expected), expected.sender, expected.data)
+
+
+# --------------------------------------------------------------------------- SelectKeeper
+
+
+class TestSelectKeeperBehaviour(SettlementFSMBehaviourBaseCase):
+    """SelectKeeperBehaviour proposes sorted(participants)[period % n]."""
+
+    @pytest.mark.parametrize("period, keeper", [(0, "agent_1"), (2, "agent_3"), (3, AGENT), (5, "agent_2")])
+    def test_keeper_by_period(self, period: int, keeper: str) -> None:
+        """The proposed keeper rotates with the period."""
+        self.go_to(SelectKeeperBehaviour, sync_data(period))
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+        assert same_payload(sent_payload(send), SelectKeeperPayload(AGENT, keeper))
+        self.assert_quantity_in_outbox(0)  # no HTTP at all
+        self.finish_round(Event.DONE, FetchLogsQuorumBehaviour)
+
+
+# --------------------------------------------------------------------------- FetchLogsQuorum
+
+
+def honest_provider(*transfers: Transfer, **kwargs: Any) -> Provider:
+    """A provider returning the transfers and their blocks' hashes and timestamps."""
+    blocks = {t.block_number: (t.block_hash, 1_700_000_000 + t.block_number) for t in transfers}
+    return Provider(logs=list(transfers), blocks=blocks, **kwargs)
+
+
+class TestFetchLogsQuorumBehaviour(SettlementFSMBehaviourBaseCase):
+    """FetchLogsQuorumBehaviour reads the merchant and a quorum of providers, then reports its observation."""
+
+    def observe(self, network: FakeNetwork, data: SynchronizedData) -> Tuple[Observation, List[List[HttpMessage]]]:
+        """Run the behaviour to its payload; return the observation and the request batches."""
+        self.go_to(FetchLogsQuorumBehaviour, data)
+        with self.capture_payload() as send:
+            batches = self.serve(network)
+        payload = sent_payload(send)
+        assert isinstance(payload, FetchLogsQuorumPayload) and payload.sender == AGENT
+        self.finish_round(Event.DONE, DedupeBehaviour)
+        return Observation.from_json(payload.observation), batches
+
+    def test_quorum_accepts_agreed_payment_and_ignores_a_lying_provider(self) -> None:
+        """Checkpoint 99, head 120: scan 100..108; rpc-c's extra log (seen by one provider) is not accepted."""
+        paid = make_transfer(105, n=1, value=1000)
+        fake = make_transfer(106, n=2, value=5000)
+        network = FakeNetwork(
+            {RPC_A: honest_provider(paid), RPC_B: honest_provider(paid), RPC_C: honest_provider(paid, fake)}
+        )
+        observation, batches = self.observe(network, sync_data(checkpoint=99))
+        assert observation == Observation(100, 108, (make_payment(105),), EXPECTED_INVOICES)
+        # invoices first, then the head, the logs and the block of the accepted log, each batch in parallel
+        assert [len(b) for b in batches] == [1, 3, 3, 3]
+        assert batches[0][0].url == INVOICES_URL and batches[0][0].method == "GET"
+        log_filter = {
+            "fromBlock": hex(100),
+            "toBlock": hex(108),
+            "address": [TOKEN],
+            "topics": [TRANSFER_TOPIC, None, [address_topic(RECEIVER)]],
+        }
+        assert sorted(network.rpc_calls("eth_getLogs")) == [(url, [log_filter]) for url in (RPC_A, RPC_B, RPC_C)]
+        assert sorted(network.rpc_calls("eth_getBlockByNumber")) == [
+            (url, [hex(105), False]) for url in (RPC_A, RPC_B, RPC_C)
+        ]
+        for request in batches[1]:
+            assert parse_headers(request.headers) == {"Content-Type": "application/json"}
+
+    def test_silent_and_refusing_providers(self) -> None:
+        """rpc-c never answers (times out) and the others agree: the quorum of 2 still holds."""
+        paid = make_transfer(105)
+        network = FakeNetwork(
+            {RPC_A: honest_provider(paid), RPC_B: honest_provider(paid), RPC_C: Provider(silent=True)}
+        )
+        observation, _ = self.observe(network, sync_data(checkpoint=99))
+        assert observation == Observation(100, 108, (make_payment(105),), EXPECTED_INVOICES)
+
+    def test_no_head_quorum(self) -> None:
+        """Two providers refuse the connection: no quorum on the head, nothing scanned."""
+        network = FakeNetwork(
+            {RPC_A: honest_provider(), RPC_B: Provider(refused=True), RPC_C: Provider(refused=True)}
+        )
+        observation, _ = self.observe(network, sync_data(checkpoint=99))
+        assert observation == Observation(100, 99, (), EXPECTED_INVOICES)
+        assert network.rpc_calls("eth_getLogs") == []
+
+    def test_merchant_unavailable(self) -> None:
+        """The invoices endpoint answers 500: invoices are unknown and no logs are fetched."""
+        network = FakeNetwork(
+            {url: honest_provider(make_transfer(105)) for url in (RPC_A, RPC_B, RPC_C)}, invoices_status=500
+        )
+        observation, _ = self.observe(network, sync_data(checkpoint=99))
+        assert observation == Observation(100, 99, (), None)
+        assert network.rpc_calls("eth_getLogs") == []
+
+    def test_undecided_log_stops_before_it(self) -> None:
+        """rpc-a has a log rpc-b lacks, rpc-c is silent and could tip it: scan only up to 104."""
+        paid = make_transfer(105)
+        network = FakeNetwork(
+            {RPC_A: honest_provider(paid), RPC_B: honest_provider(), RPC_C: Provider(silent=True)}
+        )
+        observation, _ = self.observe(network, sync_data(checkpoint=99))
+        assert observation == Observation(100, 104, (), EXPECTED_INVOICES)
+        assert network.rpc_calls("eth_getBlockByNumber") == []
+
+    def test_no_log_quorum_scans_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Two providers answer eth_getLogs with garbage: fewer than 2 answers, nothing is trusted."""
+        paid = make_transfer(105)
+        network = FakeNetwork({url: honest_provider(paid) for url in (RPC_A, RPC_B, RPC_C)})
+        answer = network.answer
+
+        def garbage_logs(request: HttpMessage) -> Optional[Tuple[int, bytes]]:
+            reply = answer(request)
+            if request.url in (RPC_B, RPC_C) and b"eth_getLogs" in request.body:
+                return 200, b"<html>bad gateway</html>"
+            return reply
+
+        monkeypatch.setattr(network, "answer", garbage_logs)
+        observation, _ = self.observe(network, sync_data(checkpoint=99))
+        assert observation == Observation(100, 99, (), EXPECTED_INVOICES)
+
+    def test_block_hash_mismatch_stops_before_the_log(self) -> None:
+        """The providers' block 105 has another hash than the log says (reorg): stop the range at 104."""
+        paid = make_transfer(105)
+        reorged = {105: ("0x" + "ee" * 32, 1_700_000_105)}
+        network = FakeNetwork({url: Provider(logs=[paid], blocks=reorged) for url in (RPC_A, RPC_B, RPC_C)})
+        observation, _ = self.observe(network, sync_data(checkpoint=99))
+        assert observation == Observation(100, 104, (), EXPECTED_INVOICES)
+
+    def test_first_start_reports_the_safe_head_only(self) -> None:
+        """No checkpoint and no start block: report (-1, safe head 108) without scanning."""
+        network = FakeNetwork({url: honest_provider(make_transfer(105)) for url in (RPC_A, RPC_B, RPC_C)})
+        observation, batches = self.observe(network, sync_data(checkpoint=None))
+        assert observation == Observation(-1, 108, (), EXPECTED_INVOICES)
+        assert [len(b) for b in batches] == [1, 3]
+        assert network.rpc_calls("eth_getLogs") == []
+
+    def test_first_start_from_configured_start_block(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SETTLEPROOF_START_BLOCK=104 and max 3 blocks per period: scan 104..106."""
+        settings = replace(self.params.settings, start_block=104, max_blocks_per_period=3)
+        monkeypatch.setitem(self.params.__dict__, "settings", settings)
+        paid = make_transfer(105)
+        network = FakeNetwork({url: honest_provider(paid) for url in (RPC_A, RPC_B, RPC_C)})
+        observation, _ = self.observe(network, sync_data(checkpoint=None))
+        assert observation == Observation(104, 106, (make_payment(105),), EXPECTED_INVOICES)
+        assert {p[0]["fromBlock"] for _, p in network.rpc_calls("eth_getLogs")} == {hex(104)}
+        assert {p[0]["toBlock"] for _, p in network.rpc_calls("eth_getLogs")} == {hex(106)}
+
+
+# --------------------------------------------------------------------------- Dedupe
+
+
+def expected_body(invoice_uuid: str, payment: Payment) -> Dict[str, Any]:
+    """The invoice.paid body of CONTRACTS.md for a payment, written out by hand."""
+    transfer = payment.transfer
+    return {
+        "type": "invoice.paid",
+        "id": f"{invoice_uuid}:{transfer.tx_hash}",
+        "timestamp": datetime.datetime.fromtimestamp(payment.block_timestamp, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
+        "data": {
+            "invoice_uuid": invoice_uuid,
+            "tx_hash": transfer.tx_hash,
+            "log_index": transfer.log_index,
+            "block_number": transfer.block_number,
+            "block_hash": transfer.block_hash,
+            "token": TOKEN,
+            "from": PAYER,
+            "to": RECEIVER,
+            "amount": str(transfer.value),
+            "confirmations": 12,
+        },
+    }
+
+
+class TestDedupeBehaviour(SettlementFSMBehaviourBaseCase):
+    """DedupeBehaviour derives the new events from the agreed data only."""
+
+    def new_events(self, agreement: Agreement, processed: List[str]) -> List[Dict[str, str]]:
+        """Run the behaviour and return the events of its payload."""
+        data = sync_data(agreement=agreement.to_json(), processed_keys=json.dumps(processed))
+        self.go_to(DedupeBehaviour, data)
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+        payload = sent_payload(send)
+        assert isinstance(payload, DedupePayload) and payload.sender == AGENT
+        self.assert_quantity_in_outbox(0)
+        self.finish_round(Event.DONE, DeliverWebhookBehaviour)
+        return json.loads(payload.new_events)
+
+    def test_new_payments_become_events_sorted_by_id(self) -> None:
+        """Two invoices, two payments: two events, ids `uuid:tx_hash`, bodies per CONTRACTS.md."""
+        first, second = make_payment(105, n=2), make_payment(107, n=1)
+        agreement = Agreement(
+            100, 110, (first, second), (make_invoice("inv-b", 1000), make_invoice("inv-a", 900))
+        )
+        events = self.new_events(agreement, [])
+        # block 105 goes first and to the smallest uuid; events are then sorted by id
+        assert [e["id"] for e in events] == [f"inv-a:{tx_hash(2)}", f"inv-b:{tx_hash(1)}"]
+        assert json.loads(events[0]["body"]) == expected_body("inv-a", first)
+        assert json.loads(events[1]["body"]) == expected_body("inv-b", second)
+        assert events[0]["body"] == json.dumps(expected_body("inv-a", first), separators=(",", ":"))
+        assert expected_body("inv-a", first)["timestamp"] == "2023-11-14T22:15:05Z"
+
+    def test_used_transaction_is_dropped(self) -> None:
+        """The payment's tx already paid inv-old: it does not pay inv-1 as well."""
+        payment = make_payment(105, n=7)
+        agreement = Agreement(100, 110, (payment,), (make_invoice("inv-1"),))
+        assert self.new_events(agreement, [f"inv-old:{tx_hash(7)}"]) == []
+
+    def test_settled_invoice_is_not_settled_again(self) -> None:
+        """inv-1 was paid by another tx and is still listed open: a second payment does not settle it."""
+        agreement = Agreement(100, 110, (make_payment(105, n=8),), (make_invoice("inv-1"),))
+        assert self.new_events(agreement, [f"inv-1:{tx_hash(3)}"]) == []
+
+    def test_nothing_agreed(self) -> None:
+        """An empty agreement gives an empty list (still a payload, so the round can end)."""
+        assert self.new_events(Agreement(100, 99), []) == []
+
+
+# --------------------------------------------------------------------------- DeliverWebhook
+
+
+def outbox_entry(payment: Payment, uuid: str, attempts: int = 0) -> OutboxEntry:
+    """An outbox entry as Dedupe stores it."""
+    body = json.dumps(expected_body(uuid, payment), separators=(",", ":"))
+    return OutboxEntry(f"{uuid}:{payment.transfer.tx_hash}", body, attempts)
+
+
+ENTRIES = [
+    outbox_entry(make_payment(101, n=1), "inv-a"),
+    outbox_entry(make_payment(102, n=2), "inv-b", attempts=2),
+    outbox_entry(make_payment(103, n=3), "inv-c"),
+    outbox_entry(make_payment(104, n=4), "inv-d"),
+]
+
+
+class MerchantWebhook:
+    """Answers webhooks by invoice: a 2xx, a 503, a connection error, or nothing at all."""
+
+    def __init__(self, secrets: List[str]) -> None:
+        """Verify every request with each of the secrets."""
+        self.secrets = secrets
+        self.received: List[Tuple[Dict[str, str], bytes]] = []
+
+    def __call__(self, request: HttpMessage) -> Optional[Tuple[int, bytes]]:
+        """Verify the request as a Standard Webhooks receiver would, then answer."""
+        headers = parse_headers(request.headers)
+        for secret in self.secrets:
+            assert Webhook(secret).verify(request.body, headers)["id"] == headers["webhook-id"]
+        self.received.append((headers, request.body))
+        uuid = json.loads(request.body)["data"]["invoice_uuid"]
+        return {
+            "inv-a": (200, b"ok"),
+            "inv-b": (503, b"busy"),
+            "inv-c": (600, b"Cannot connect to host merchant.test"),
+            "inv-d": None,
+        }[uuid]
+
+
+class TestDeliverWebhookBehaviour(SettlementFSMBehaviourBaseCase):
+    """The keeper POSTs the outbox with Standard Webhooks headers; the others send nothing."""
+
+    def deliver(self, keeper: str = AGENT) -> Tuple[MerchantWebhook, List[List[HttpMessage]], Any]:
+        """Run the behaviour as the given keeper, with ENTRIES waiting."""
+        self.go_to(
+            DeliverWebhookBehaviour,
+            sync_data(most_voted_keeper_address=keeper, outbox=dumps(ENTRIES)),
+        )
+        merchant = MerchantWebhook([SECRET])
+        network = FakeNetwork({}, webhook=merchant)
+        with self.capture_payload() as send:
+            batches = self.serve(network)
+        return merchant, batches, sent_payload(send)
+
+    def test_keeper_posts_signed_webhooks_and_reports(self) -> None:
+        """Every request verifies; ids, idempotency keys and bodies are the stored ones; the report says what happened."""
+        merchant, batches, payload = self.deliver()
+        assert [len(b) for b in batches] == [4]
+        assert all(r.method == "POST" and r.url == WEBHOOK_URL for r in batches[0])
+        by_id = {e.id: e for e in ENTRIES}
+        assert len(merchant.received) == 4
+        for headers, body in merchant.received:
+            entry = by_id[headers["webhook-id"]]
+            assert body == entry.body.encode()
+            assert headers["Idempotency-Key"] == entry.id
+            assert headers["Content-Type"] == "application/json"
+            assert headers["webhook-signature"].startswith("v1,") and " " not in headers["webhook-signature"]
+        assert isinstance(payload, DeliverWebhookPayload) and payload.sender == AGENT
+        assert payload.delivery_report == dumps(
+            [
+                DeliveryResult(ENTRIES[0].id, 200),
+                DeliveryResult(ENTRIES[1].id, 503),
+                DeliveryResult(ENTRIES[2].id, 0, "Cannot connect to host merchant.test"),
+                DeliveryResult(ENTRIES[3].id, 0, "timed out"),
+            ]
+        )
+        self.finish_round(Event.DONE, CheckpointBehaviour)
+
+    def test_concurrency_limits_each_batch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """webhook_concurrency=3: four events go out as a batch of 3, then 1."""
+        monkeypatch.setitem(self.params.__dict__, "webhook_concurrency", 3)
+        merchant, batches, payload = self.deliver()
+        assert [len(b) for b in batches] == [3, 1]
+        assert len(json.loads(payload.delivery_report)) == 4
+        assert len(merchant.received) == 4
+
+    def test_non_keeper_sends_nothing(self) -> None:
+        """agent_2 is the keeper: this agent neither POSTs nor sends a payload, and just waits for the round."""
+        self.go_to(
+            DeliverWebhookBehaviour,
+            sync_data(most_voted_keeper_address="agent_2", outbox=dumps(ENTRIES)),
+        )
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+            self.behaviour.act_wrapper()
+        send.assert_not_called()
+        self.assert_quantity_in_outbox(0)
+        self.assert_quantity_in_decision_making_queue(0)
+        self._test_done_flag_set()
+        self.end_round(Event.DONE)
+        assert self.current.behaviour_id == CheckpointBehaviour.auto_behaviour_id()
+
+
+class TestDeliverWebhookDuringRotation(SettlementFSMBehaviourBaseCase):
+    """With SETTLEPROOF_WEBHOOK_SECRET_NEXT set, each request carries two signatures."""
+
+    settings_overrides = {"webhook_secret_next": SECRET_NEXT}
+
+    def test_both_secrets_verify(self) -> None:
+        """A receiver with either the old or the new secret accepts every request."""
+        self.go_to(
+            DeliverWebhookBehaviour,
+            sync_data(most_voted_keeper_address=AGENT, outbox=dumps(ENTRIES[:1])),
+        )
+        merchant = MerchantWebhook([SECRET, SECRET_NEXT])
+        with self.capture_payload() as send:
+            self.serve(FakeNetwork({}, webhook=merchant))
+        (headers, _), = merchant.received
+        assert len(headers["webhook-signature"].split(" ")) == 2
+        assert json.loads(sent_payload(send).delivery_report) == [
+            {"id": ENTRIES[0].id, "status": 200, "error": ""}
+        ]
+        self.finish_round(Event.DONE, CheckpointBehaviour)
+
+
+# --------------------------------------------------------------------------- KeeperFailover
+
+
+class TestKeeperFailoverBehaviour(SettlementFSMBehaviourBaseCase):
+    """KeeperFailoverBehaviour moves one step along sorted(participants)."""
+
+    @pytest.mark.parametrize(
+        "period, failovers, next_keeper",
+        [(0, 0, "agent_2"), (1, 0, "agent_3"), (1, 2, "agent_1"), (0, 3, "agent_1")],
+    )
+    def test_next_keeper(self, period: int, failovers: int, next_keeper: str) -> None:
+        """The proposal is sorted(participants)[(period + failovers + 1) % 4] with the count incremented."""
+        data = sync_data(period, most_voted_keeper_address="agent_1", keeper_failovers=failovers)
+        self.go_to(KeeperFailoverBehaviour, data)
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+        assert same_payload(sent_payload(send), KeeperFailoverPayload(AGENT, next_keeper, failovers + 1))
+        self.finish_round(Event.DONE, DeliverWebhookBehaviour)
+
+    def test_all_keepers_failed_leads_to_checkpoint(self) -> None:
+        """After ALL_KEEPERS_FAILED the FSM moves on to the checkpoint."""
+        self.go_to(KeeperFailoverBehaviour, sync_data(0, most_voted_keeper_address="agent_1", keeper_failovers=3))
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+        assert sent_payload(send).failovers == 4
+        self.finish_round(Event.ALL_KEEPERS_FAILED, CheckpointBehaviour)
+
+
+# --------------------------------------------------------------------------- Checkpoint
+
+
+class TestCheckpointBehaviour(SettlementFSMBehaviourBaseCase):
+    """CheckpointBehaviour votes for the state the round will commit."""
+
+    def vote(self, data: SynchronizedData) -> CheckpointPayload:
+        """Run the behaviour and return its payload."""
+        self.go_to(CheckpointBehaviour, data)
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+        payload = sent_payload(send)
+        self.finish_round(Event.DONE, make_degenerate_behaviour(FinishedSettlementRound))
+        return payload
+
+    def test_votes_for_applied_report_and_range_end(self) -> None:
+        """Checkpoint 99, scan 100..110, report (delivered, 503 on an entry at 9 attempts): vote 110 and that state's digest."""
+        delivered = ENTRIES[0]
+        dying = replace(ENTRIES[1], attempts=9)
+        report = [DeliveryResult(delivered.id, 200), DeliveryResult(dying.id, 503)]
+        processed = sorted([delivered.id, dying.id])
+        data = sync_data(
+            checkpoint=99,
+            agreement=Agreement(100, 110).to_json(),
+            outbox=dumps([delivered, dying]),
+            processed_keys=json.dumps(processed),
+            delivery_report=dumps(report),
+        )
+        payload = self.vote(data)
+        assert self.params.settings.webhook_max_attempts == 10
+        expected_dead = [replace(dying, attempts=10, last_status=503)]
+        assert same_payload(payload, CheckpointPayload(AGENT, 110, digest_of(110, [], expected_dead, processed)))
+
+    def test_first_period_without_agreement_votes_minus_one(self) -> None:
+        """Nothing agreed yet (-1..-2) and no checkpoint: vote -1 (no checkpoint) with an empty state."""
+        payload = self.vote(sync_data(agreement=Agreement(-1, -2).to_json()))
+        assert same_payload(payload, CheckpointPayload(AGENT, -1, digest_of(None, [], [], [])))
+
+
+# --------------------------------------------------------------------------- shared parts
+
+
+class TestHttpParallel(SettlementFSMBehaviourBaseCase):
+    """behaviour_base.http_parallel: replies in request order, errors and timeouts as status 0."""
+
+    def test_replies_by_position(self) -> None:
+        """Three requests: a 404, a connection error (600) and no reply at all."""
+        self.go_to(SelectKeeperBehaviour, sync_data())
+        behaviour = cast(SettlementBaseBehaviour, self.current)
+        requests = [
+            HttpRequest("GET", "http://x.test/a"),
+            HttpRequest("POST", "http://x.test/b", b"{}", {"X-Test": "1"}),
+            HttpRequest("GET", "http://x.test/c"),
+        ]
+        generator = behaviour.http_parallel(requests, timeout=60)
+        next(generator)
+        sent = self.http_requests_in_outbox()
+        assert [(m.method, m.url, m.body) for m in sent] == [
+            ("GET", "http://x.test/a", b""),
+            ("POST", "http://x.test/b", b"{}"),
+            ("GET", "http://x.test/c", b""),
+        ]
+        assert sent[1].headers == "X-Test: 1\r\n"
+        self.respond(sent[1], 600, b"  connection refused \n")
+        self.respond(sent[0], 404, b"missing", "A: b\r\n")
+        next(generator)  # still waiting for the third one
+        with clock_jump(), pytest.raises(StopIteration) as stop:
+            next(generator)
+        assert stop.value.value == [
+            HttpReply(404, b"missing", "A: b\r\n"),
+            HttpReply(0, error="connection refused"),
+            HttpReply(0, error="timed out"),
+        ]
+        assert not HttpReply(404).ok and HttpReply(204).ok and not HttpReply(0).ok
+
+
+def test_round_behaviour_covers_every_round() -> None:
+    """Each non-final round has its behaviour, and the FSM starts with SelectKeeper."""
+    matched = {b.matching_round for b in SettlementRoundBehaviour.behaviours}
+    assert matched == set(SettlementAbciApp.get_all_rounds()) - SettlementAbciApp.final_states
+    assert SettlementRoundBehaviour.initial_behaviour_cls is SelectKeeperBehaviour
+    assert SettlementRoundBehaviour.abci_app_cls is SettlementAbciApp

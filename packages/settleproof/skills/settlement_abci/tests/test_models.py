@@ -1,0 +1,195 @@
+"""Tests of the settlement skill's models: Params validation and SharedState set-up."""
+
+# pylint: disable=protected-access
+
+from pathlib import Path
+from typing import Any, Dict, Iterator
+from unittest.mock import MagicMock
+
+import pytest
+import yaml
+
+from packages.settleproof.skills.settlement_abci.models import (
+    SETTING_ARGS,
+    BenchmarkTool,
+    InvalidSettings,
+    Params,
+    Requests,
+    SharedState,
+)
+from packages.settleproof.skills.settlement_abci.rounds import (
+    CheckpointRound,
+    Event,
+    SettlementAbciApp,
+)
+from packages.valory.skills.abstract_round_abci.models import (
+    BaseParams,
+)
+from packages.valory.skills.abstract_round_abci.models import (
+    BenchmarkTool as BaseBenchmarkTool,
+)
+from packages.valory.skills.abstract_round_abci.models import Requests as BaseRequests
+from packages.valory.skills.abstract_round_abci.test_tools.base import DummyContext
+
+
+SKILL_YAML = Path(__file__).parents[1] / "skill.yaml"
+TOKEN = "0x" + "a1" * 20
+SECRET = "whsec_dGVzdC1vbmx5LW5vdC1hLXJlYWwtc2VjcmV0"  # base64 of "test-only-not-a-real-secret"
+VALID = {
+    "rpc_endpoints": "http://rpc-a.test, https://rpc-b.test",
+    "rpc_quorum": "2",
+    "token_address": f"{TOKEN},0x{'B2' * 20}",
+    "invoices_url": "https://merchant.test/invoices?status=open",
+    "webhook_url": "https://merchant.test/webhook",
+    "webhook_secret": SECRET,
+    "webhook_secret_next": "",
+    "webhook_max_attempts": "7",
+    "confirmations": "3",
+    "start_block": "",
+    "max_blocks_per_period": "500",
+    "data_dir": "",
+}
+
+
+def params_kwargs(**settings: Any) -> Dict[str, Any]:
+    """The params args of skill.yaml with valid settings (overridden by `settings`)."""
+    args = yaml.safe_load(SKILL_YAML.read_text())["models"]["params"]["args"]
+    return {
+        **args,
+        **VALID,
+        **settings,
+        "name": "params",
+        "skill_context": MagicMock(is_abstract_component=True),
+    }
+
+
+def test_aliases() -> None:
+    """Requests and BenchmarkTool are the framework's."""
+    assert Requests is BaseRequests
+    assert BenchmarkTool is BaseBenchmarkTool
+    assert issubclass(Params, BaseParams)
+
+
+def test_every_setting_maps_to_its_variable() -> None:
+    """Each SETTLEPROOF_* variable of CONTRACTS.md has its params arg."""
+    assert set(SETTING_ARGS.values()) == {
+        "SETTLEPROOF_RPC_ENDPOINTS", "SETTLEPROOF_RPC_QUORUM", "SETTLEPROOF_TOKEN_ADDRESS",
+        "SETTLEPROOF_INVOICES_URL", "SETTLEPROOF_WEBHOOK_URL", "SETTLEPROOF_WEBHOOK_SECRET",
+        "SETTLEPROOF_WEBHOOK_SECRET_NEXT", "SETTLEPROOF_WEBHOOK_MAX_ATTEMPTS",
+        "SETTLEPROOF_CONFIRMATIONS", "SETTLEPROOF_START_BLOCK",
+        "SETTLEPROOF_MAX_BLOCKS_PER_PERIOD", "SETTLEPROOF_DATA_DIR",
+    }
+    args = yaml.safe_load(SKILL_YAML.read_text())["models"]["params"]["args"]
+    assert set(SETTING_ARGS) <= set(args), "skill.yaml must declare every setting arg"
+
+
+class TestParams:
+    """Params parses the settings once, with the framework's own parameters."""
+
+    def test_valid_settings(self) -> None:
+        """Valid strings become typed settings; the request limits are read too."""
+        params = Params(**params_kwargs())
+        settings = params.settings
+        assert settings.rpc_endpoints == ("http://rpc-a.test", "https://rpc-b.test")
+        assert settings.rpc_quorum == 2
+        assert settings.token_addresses == (TOKEN, "0x" + "b2" * 20)
+        assert settings.invoices_url == "https://merchant.test/invoices?status=open"
+        assert settings.webhook_secrets == (SECRET,)
+        assert settings.webhook_max_attempts == 7
+        assert settings.confirmations == 3
+        assert settings.start_block is None
+        assert settings.max_blocks_per_period == 500
+        assert isinstance(params.rpc_timeout_seconds, float)
+        assert isinstance(params.webhook_timeout_seconds, float)
+        assert isinstance(params.webhook_concurrency, int) and params.webhook_concurrency > 0
+        assert params.round_timeout_seconds > 0
+
+    def test_defaults_apply_when_unset(self) -> None:
+        """Optional settings left empty take the documented defaults."""
+        params = Params(
+            **params_kwargs(rpc_quorum="", webhook_max_attempts="", confirmations="", start_block="unset")
+        )
+        assert params.settings.rpc_quorum == 2
+        assert params.settings.webhook_max_attempts == 10
+        assert params.settings.confirmations == 12
+        assert params.settings.start_block is None
+
+    def test_rotation_and_start_block(self) -> None:
+        """A second secret signs too; a start block is an int."""
+        next_secret = "whsec_dGVzdC1vbmx5LXJvdGF0ZWQtc2VjcmV0ISE="
+        params = Params(**params_kwargs(webhook_secret_next=next_secret, start_block="1234"))
+        assert params.settings.webhook_secrets == (SECRET, next_secret)
+        assert params.settings.start_block == 1234
+
+    @pytest.mark.parametrize(
+        "arg, value, variable",
+        [
+            ("rpc_endpoints", "", "SETTLEPROOF_RPC_ENDPOINTS"),
+            ("rpc_endpoints", "ftp://rpc.test", "SETTLEPROOF_RPC_ENDPOINTS"),
+            ("rpc_endpoints", "http://a.test,http://a.test", "SETTLEPROOF_RPC_ENDPOINTS"),
+            ("rpc_quorum", "3", "SETTLEPROOF_RPC_QUORUM"),
+            ("rpc_quorum", "two", "SETTLEPROOF_RPC_QUORUM"),
+            ("token_address", "0x1234", "SETTLEPROOF_TOKEN_ADDRESS"),
+            ("invoices_url", "merchant.test/invoices", "SETTLEPROOF_INVOICES_URL"),
+            ("webhook_url", "", "SETTLEPROOF_WEBHOOK_URL"),
+            ("webhook_secret", "not-a-secret", "SETTLEPROOF_WEBHOOK_SECRET"),
+            ("webhook_secret", "whsec_c2hvcnQ=", "SETTLEPROOF_WEBHOOK_SECRET"),
+            ("webhook_secret_next", "whsec_***", "SETTLEPROOF_WEBHOOK_SECRET_NEXT"),
+            ("webhook_max_attempts", "0", "SETTLEPROOF_WEBHOOK_MAX_ATTEMPTS"),
+            ("confirmations", "-1", "SETTLEPROOF_CONFIRMATIONS"),
+            ("start_block", "latest", "SETTLEPROOF_START_BLOCK"),
+            ("max_blocks_per_period", "0", "SETTLEPROOF_MAX_BLOCKS_PER_PERIOD"),
+        ],
+    )
+    def test_invalid_setting_is_one_line_naming_the_variable(self, arg: str, value: str, variable: str) -> None:
+        """An invalid value stops start-up with one line naming the variable and the problem."""
+        with pytest.raises(InvalidSettings) as error:
+            Params(**params_kwargs(**{arg: value}))
+        message = str(error.value)
+        assert "\n" not in message
+        assert message.startswith(f"invalid configuration: {variable}: ")
+        assert len(message) > len(f"invalid configuration: {variable}: ")  # the problem is said too
+
+    def test_secret_is_not_echoed(self) -> None:
+        """A malformed secret is reported without repeating it."""
+        with pytest.raises(InvalidSettings) as error:
+            Params(**params_kwargs(webhook_secret="whsec_!!top-secret-value!!"))
+        assert "top-secret-value" not in str(error.value)
+
+
+@pytest.fixture
+def fsm_class_state() -> Iterator[None]:
+    """SharedState.setup writes class attributes of the FSM: restore them afterwards."""
+    timeouts = dict(SettlementAbciApp.event_to_timeout)
+    attempts = CheckpointRound.max_attempts
+    yield
+    SettlementAbciApp.event_to_timeout.clear()
+    SettlementAbciApp.event_to_timeout.update(timeouts)
+    CheckpointRound.max_attempts = attempts
+
+
+class TestSharedState:
+    """SharedState runs the settlement app with the configured timeouts."""
+
+    def test_initialization(self) -> None:
+        """As in the framework's own tests."""
+        state = SharedState(name="", skill_context=DummyContext())
+        assert state.abci_app_cls is SettlementAbciApp
+
+    @pytest.mark.usefixtures("fsm_class_state")
+    def test_setup_sets_timeouts_and_attempts(self) -> None:
+        """round_timeout_seconds becomes both timeouts; webhook_max_attempts the checkpoint's limit."""
+        context = MagicMock(is_abstract_component=True)
+        context.params.round_timeout_seconds = 7.5
+        context.params.settings.webhook_max_attempts = 4
+        context.params.setup_params = {
+            "all_participants": ["0x0"],
+            "safe_contract_address": "0x0",
+            "consensus_threshold": None,
+        }
+        state = SharedState(name="state", skill_context=context)
+        state.setup()
+        assert SettlementAbciApp.event_to_timeout[Event.ROUND_TIMEOUT] == 7.5
+        assert SettlementAbciApp.event_to_timeout[Event.KEEPER_TIMEOUT] == 7.5
+        assert CheckpointRound.max_attempts == 4
+        assert isinstance(state.round_sequence.abci_app, SettlementAbciApp)

@@ -1,0 +1,801 @@
+"""Tests of the settlement rounds, with the framework's round test tools.
+
+Every test states the payload each of the four participants sends
+(`agent_0`..`agent_3`, consensus threshold 3, as `BaseRoundTestClass` sets up)
+and the synchronized data the round must leave behind.
+"""
+
+# pylint: disable=protected-access,too-few-public-methods
+
+import hashlib
+import json
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
+from unittest.mock import MagicMock
+
+import pytest
+
+from packages.settleproof.skills.settlement_abci.agreement import (
+    Agreement,
+    Observation,
+    Payment,
+)
+from packages.settleproof.skills.settlement_abci.invoices import Invoice
+from packages.settleproof.skills.settlement_abci.outbox import (
+    DeliveryResult,
+    OutboxEntry,
+    dumps,
+)
+from packages.settleproof.skills.settlement_abci.payloads import (
+    CheckpointPayload,
+    DedupePayload,
+    DeliverWebhookPayload,
+    FetchLogsQuorumPayload,
+    KeeperFailoverPayload,
+    SelectKeeperPayload,
+)
+from packages.settleproof.skills.settlement_abci.rounds import (
+    CheckpointRound,
+    DedupeRound,
+    DeliverWebhookRound,
+    Event,
+    FetchLogsQuorumRound,
+    FinishedSettlementRound,
+    KeeperFailoverRound,
+    SelectKeeperRound,
+    SettlementAbciApp,
+    SynchronizedData,
+    checkpoint_vote,
+    committed_checkpoint,
+    next_block,
+    state_digest,
+)
+from packages.settleproof.skills.settlement_abci.transfers import Transfer
+from packages.valory.skills.abstract_round_abci.base import (
+    AbciAppDB,
+    BaseTxPayload,
+    TransactionNotValidError,
+)
+from packages.valory.skills.abstract_round_abci.test_tools.rounds import (
+    BaseCollectDifferentUntilThresholdRoundTest,
+    BaseCollectSameUntilThresholdRoundTest,
+    BaseOnlyKeeperSendsRoundTest,
+)
+
+
+TOKEN = "0x" + "a1" * 20
+RECEIVER = "0x" + "b2" * 20
+PAYER = "0x" + "c3" * 20
+
+
+def tx_hash(n: int) -> str:
+    """A distinct transaction hash."""
+    return "0x" + f"{n:064x}"
+
+
+def block_hash(number: int) -> str:
+    """A distinct block hash per block number."""
+    return "0x" + f"{0xB10C0000 + number:064x}"
+
+
+def make_invoice(uuid: str = "inv-1", amount: int = 1000, **kwargs: Any) -> Invoice:
+    """An open invoice for TOKEN paid to RECEIVER."""
+    return Invoice(uuid=uuid, token=TOKEN, receiver=RECEIVER, amount=amount, **kwargs)
+
+
+def make_transfer(block: int, n: int = 1, value: int = 1000, log_index: int = 0) -> Transfer:
+    """A Transfer log of TOKEN from PAYER to RECEIVER."""
+    return Transfer(
+        block_number=block,
+        log_index=log_index,
+        tx_hash=tx_hash(n),
+        block_hash=block_hash(block),
+        token=TOKEN,
+        sender=PAYER,
+        receiver=RECEIVER,
+        value=value,
+    )
+
+
+def make_payment(block: int, n: int = 1, value: int = 1000) -> Payment:
+    """A payment with a deterministic block timestamp."""
+    return Payment(make_transfer(block, n, value), 1_700_000_000 + block)
+
+
+def round_of(round_cls: Callable, data: SynchronizedData) -> Any:
+    """A round over `data` with a mocked skill context."""
+    return round_cls(synchronized_data=data, context=MagicMock())
+
+
+def same_payloads(participants: FrozenSet[str], build: Callable[[str], BaseTxPayload]) -> Dict[str, BaseTxPayload]:
+    """One payload per participant, in sorted order."""
+    return {p: build(p) for p in sorted(participants)}
+
+
+def ends_with(round_obj: Any, payloads: Dict[str, BaseTxPayload]) -> Any:
+    """Feed every payload, then return end_block's result."""
+    for payload in payloads.values():
+        round_obj.process_payload(payload)
+    return round_obj.end_block()
+
+
+class SettlementRoundTestMixin:
+    """Our synchronized data and events for the framework's round test classes."""
+
+    _synchronized_data_class = SynchronizedData
+    _event_class = Event
+    synchronized_data: SynchronizedData
+    participants: FrozenSet[str]
+
+    def set_data(self, **values: Any) -> SynchronizedData:
+        """Store values in the db of this test's synchronized data."""
+        self.synchronized_data = SynchronizedData(self.synchronized_data.db)
+        self.synchronized_data.db.update(**values)
+        return self.synchronized_data
+
+    @property
+    def agents(self) -> List[str]:
+        """The participants in keeper order."""
+        return sorted(self.participants)
+
+
+# --------------------------------------------------------------------------- SelectKeeper
+
+
+class TestSelectKeeperRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
+    """SelectKeeperRound: all agents name `sorted(participants)[period % n]`."""
+
+    def test_done(self) -> None:
+        """Four agents vote agent_0 (period 0): the keeper is stored and failovers reset to 0."""
+        self.set_data(keeper_failovers=3)  # left over from an earlier period
+        keeper = self.agents[0]
+        payloads = same_payloads(self.participants, lambda p: SelectKeeperPayload(p, keeper))
+        test_round = round_of(SelectKeeperRound, self.synchronized_data)
+
+        def expected(data: SynchronizedData, round_: SelectKeeperRound) -> SynchronizedData:
+            return data.update(
+                participant_to_votes=round_.serialized_collection,
+                most_voted_keeper_address="agent_0",
+                keeper_failovers=0,
+            )
+
+        self._complete_run(
+            self._test_round(
+                test_round=test_round,
+                round_payloads=payloads,
+                synchronized_data_update_fn=expected,
+                synchronized_data_attr_checks=[
+                    lambda d: d.most_voted_keeper_address,
+                    lambda d: d.keeper_failovers,
+                    lambda d: d.participant_to_votes,
+                ],
+                most_voted_payload="agent_0",
+                exit_event=Event.DONE,
+            )
+        )
+
+    def test_no_majority(self) -> None:
+        """Each agent names a different keeper: no 3-of-4 majority is possible."""
+        payloads = {p: SelectKeeperPayload(p, p) for p in self.agents}
+        result = ends_with(round_of(SelectKeeperRound, self.synchronized_data), payloads)
+        assert result is not None
+        assert result[1] == Event.NO_MAJORITY
+        assert not result[0].is_keeper_set
+
+    def test_two_of_four_is_not_enough(self) -> None:
+        """Two votes for agent_0 and two missing: no decision yet."""
+        test_round = round_of(SelectKeeperRound, self.synchronized_data)
+        for agent in self.agents[:2]:
+            test_round.process_payload(SelectKeeperPayload(agent, "agent_0"))
+        assert test_round.end_block() is None
+
+
+# --------------------------------------------------------------------------- FetchLogsQuorum
+
+
+class TestFetchLogsQuorumRound(SettlementRoundTestMixin, BaseCollectDifferentUntilThresholdRoundTest):
+    """FetchLogsQuorumRound: the agreement is derived from the collected observations."""
+
+    def run_round(
+        self, observations: Dict[str, Observation], expected_agreement: Agreement
+    ) -> None:
+        """Run the framework's test with one observation per agent and check the stored agreement."""
+        payloads = {
+            agent: FetchLogsQuorumPayload(agent, obs.to_json()) for agent, obs in observations.items()
+        }
+        test_round = round_of(FetchLogsQuorumRound, self.synchronized_data)
+
+        def expected(data: SynchronizedData, round_: FetchLogsQuorumRound) -> SynchronizedData:
+            return data.update(
+                participant_to_observation=round_.serialized_collection,
+                agreement=expected_agreement.to_json(),
+            )
+
+        self._complete_run(
+            self._test_round(
+                test_round=test_round,
+                round_payloads=payloads,
+                synchronized_data_update_fn=expected,
+                synchronized_data_attr_checks=[
+                    lambda d: d.agreement,
+                    lambda d: d.participant_to_observation,
+                ],
+                exit_event=Event.DONE,
+            )
+        )
+
+    def test_done_agrees_on_payment_seen_by_a_quorum(self) -> None:
+        """Checkpoint 99: three agents scanned 100..110 and saw one payment; the fourth stopped at 108."""
+        self.set_data(checkpoint=99)
+        invoice = make_invoice()
+        payment = make_payment(105)
+        full = Observation(100, 110, (payment,), (invoice,))
+        behind = Observation(100, 108, (), (invoice,))
+        self.run_round(
+            {"agent_0": full, "agent_1": full, "agent_2": behind, "agent_3": full},
+            Agreement(100, 110, (payment,), (invoice,)),
+        )
+
+    def test_payment_seen_by_a_minority_is_rejected(self) -> None:
+        """All four agents watched the receiver, only two saw the payment: it can never reach 3, the range goes on."""
+        self.set_data(checkpoint=99)
+        invoice = make_invoice()
+        seen = Observation(100, 110, (make_payment(105),), (invoice,))
+        not_seen = Observation(100, 110, (), (invoice,))
+        self.run_round(
+            {"agent_0": seen, "agent_1": seen, "agent_2": not_seen, "agent_3": not_seen},
+            Agreement(100, 110, (), (invoice,)),
+        )
+
+    def test_undecided_payment_stops_the_range_before_it(self) -> None:
+        """Two of three watching agents saw block 105's payment, the 4th could not read invoices: stop at 104."""
+        self.set_data(checkpoint=99)
+        invoice = make_invoice()
+        seen = Observation(100, 110, (make_payment(105),), (invoice,))
+        not_seen = Observation(100, 110, (), (invoice,))
+        no_invoices = Observation(100, 99, (), None)
+        self.run_round(
+            {"agent_0": seen, "agent_1": no_invoices, "agent_2": seen, "agent_3": not_seen},
+            Agreement(100, 104, (), (invoice,)),
+        )
+
+    def test_invoices_unavailable_to_most_agents_agrees_on_nothing(self) -> None:
+        """Two agents could not read the invoices: the agreement is the empty range at 100."""
+        self.set_data(checkpoint=99)
+        ok = Observation(100, 110, (), (make_invoice(),))
+        no_invoices = Observation(100, 99, (), None)
+        self.run_round(
+            {"agent_0": ok, "agent_1": no_invoices, "agent_2": ok, "agent_3": no_invoices},
+            Agreement(100, 99),
+        )
+
+    def test_first_start_agrees_on_empty_range_at_safe_head(self) -> None:
+        """No checkpoint yet and no start block: the 3rd highest safe head (497) starts an empty range."""
+        assert self.synchronized_data.checkpoint is None
+        heads = {"agent_0": 500, "agent_1": 450, "agent_2": 497, "agent_3": 498}
+        self.run_round(
+            {agent: Observation(-1, head, (), (make_invoice(),)) for agent, head in heads.items()},
+            Agreement(497, 496),
+        )
+
+    def test_first_start_before_the_chain_is_deep_enough(self) -> None:
+        """Safe heads still negative (head < confirmations): nothing is agreed, not even a start."""
+        heads = {"agent_0": 3, "agent_1": -2, "agent_2": -5, "agent_3": -1}
+        self.run_round(
+            {agent: Observation(-1, head, (), ()) for agent, head in heads.items()},
+            Agreement(-1, -2),
+        )
+
+    def test_first_start_from_configured_start_block(self) -> None:
+        """SETTLEPROOF_START_BLOCK=50 on every agent: the first scan covers 50.. instead of stalling."""
+        invoice = make_invoice()
+        payment = make_payment(55)
+        observation = Observation(50, 60, (payment,), (invoice,))
+        self.run_round(
+            {agent: observation for agent in self.agents},
+            Agreement(50, 60, (payment,), (invoice,)),
+        )
+
+    def test_waits_for_threshold(self) -> None:
+        """Two observations are not a threshold: end_block returns None."""
+        test_round = round_of(FetchLogsQuorumRound, self.set_data(checkpoint=99))
+        for agent in self.agents[:2]:
+            test_round.process_payload(
+                FetchLogsQuorumPayload(agent, Observation(100, 99, (), ()).to_json())
+            )
+        assert test_round.end_block() is None
+
+
+# --------------------------------------------------------------------------- Dedupe
+
+
+def events_json(*events: Dict[str, str]) -> str:
+    """A Dedupe payload's JSON list of {"id", "body"}."""
+    return json.dumps(list(events), separators=(",", ":"))
+
+
+EVENT_A = {"id": "inv-a:" + tx_hash(1), "body": '{"id":"inv-a"}'}
+EVENT_B = {"id": "inv-b:" + tx_hash(2), "body": '{"id":"inv-b"}'}
+
+
+class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
+    """DedupeRound: the agreed events enter the outbox and the processed set together."""
+
+    def run_round(
+        self, new_events: str, expected_outbox: List[OutboxEntry], expected_processed: List[str], event: Event
+    ) -> None:
+        """All four agents send `new_events`; check outbox, processed keys and delivery report."""
+        payloads = same_payloads(self.participants, lambda p: DedupePayload(p, new_events))
+        test_round = round_of(DedupeRound, self.synchronized_data)
+
+        def expected(data: SynchronizedData, round_: DedupeRound) -> SynchronizedData:
+            return data.update(
+                participant_to_votes=round_.serialized_collection,
+                new_events=new_events,
+                outbox=dumps(expected_outbox),
+                processed_keys=json.dumps(expected_processed),
+                delivery_report="[]",
+            )
+
+        self._complete_run(
+            self._test_round(
+                test_round=test_round,
+                round_payloads=payloads,
+                synchronized_data_update_fn=expected,
+                synchronized_data_attr_checks=[
+                    lambda d: d.outbox,
+                    lambda d: d.processed_keys,
+                    lambda d: d.delivery_report,
+                    lambda d: d.db.get("new_events"),
+                ],
+                most_voted_payload=new_events,
+                exit_event=event,
+            )
+        )
+
+    def test_new_events_are_enqueued_and_processed(self) -> None:
+        """Empty state, two new events: both wait in the outbox with 0 attempts and are processed."""
+        self.run_round(
+            events_json(EVENT_A, EVENT_B),
+            [OutboxEntry(EVENT_A["id"], EVENT_A["body"]), OutboxEntry(EVENT_B["id"], EVENT_B["body"])],
+            [EVENT_A["id"], EVENT_B["id"]],
+            Event.DONE,
+        )
+
+    def test_already_processed_event_is_not_requeued(self) -> None:
+        """EVENT_A is processed and waiting with 3 attempts; receiving it again neither resets nor duplicates it."""
+        waiting = OutboxEntry(EVENT_A["id"], EVENT_A["body"], attempts=3, last_status=503)
+        self.set_data(outbox=dumps([waiting]), processed_keys=json.dumps([EVENT_A["id"]]))
+        self.run_round(
+            events_json(EVENT_A, EVENT_B),
+            [waiting, OutboxEntry(EVENT_B["id"], EVENT_B["body"])],
+            [EVENT_A["id"], EVENT_B["id"]],
+            Event.DONE,
+        )
+
+    def test_delivered_event_is_not_enqueued_again(self) -> None:
+        """EVENT_A was delivered in an earlier period (processed, not in the outbox): nothing to deliver."""
+        self.set_data(outbox="[]", processed_keys=json.dumps([EVENT_A["id"]]))
+        self.run_round(events_json(EVENT_A), [], [EVENT_A["id"]], Event.NOTHING_TO_DELIVER)
+
+    def test_nothing_new_and_empty_outbox(self) -> None:
+        """No new events and an empty outbox: skip delivery."""
+        self.run_round("[]", [], [], Event.NOTHING_TO_DELIVER)
+
+    def test_nothing_new_but_outbox_waiting(self) -> None:
+        """No new events, but an earlier event still waits: deliver it."""
+        waiting = OutboxEntry(EVENT_B["id"], EVENT_B["body"], attempts=1, last_status=500)
+        self.set_data(outbox=dumps([waiting]), processed_keys=json.dumps([EVENT_B["id"]]))
+        self.run_round("[]", [waiting], [EVENT_B["id"]], Event.DONE)
+
+    def test_delivery_report_of_an_earlier_attempt_is_cleared(self) -> None:
+        """A stale delivery report (from before a NO_MAJORITY loop) is reset to []."""
+        self.set_data(delivery_report=dumps([DeliveryResult(EVENT_A["id"], 200)]))
+        self.run_round(
+            events_json(EVENT_A),
+            [OutboxEntry(EVENT_A["id"], EVENT_A["body"])],
+            [EVENT_A["id"]],
+            Event.DONE,
+        )
+
+    def test_no_majority(self) -> None:
+        """Two agents send EVENT_A, two send EVENT_B: no majority, the outbox stays untouched."""
+        payloads = {
+            agent: DedupePayload(agent, events_json(EVENT_A if i < 2 else EVENT_B))
+            for i, agent in enumerate(self.agents)
+        }
+        result = ends_with(round_of(DedupeRound, self.synchronized_data), payloads)
+        assert result is not None
+        data, event = result
+        assert event == Event.NO_MAJORITY
+        assert data.outbox == [] and data.processed_keys == []
+
+
+# --------------------------------------------------------------------------- DeliverWebhook
+
+
+class TestDeliverWebhookRound(SettlementRoundTestMixin, BaseOnlyKeeperSendsRoundTest):
+    """DeliverWebhookRound: only the keeper reports, and its report is stored."""
+
+    def test_done(self) -> None:
+        """The keeper (agent_1) reports one delivery and one 503: the report is stored as sent."""
+        self.set_data(most_voted_keeper_address="agent_1")
+        report = dumps([DeliveryResult(EVENT_A["id"], 200), DeliveryResult(EVENT_B["id"], 503)])
+        test_round = round_of(DeliverWebhookRound, self.synchronized_data)
+
+        def expected(data: SynchronizedData, _round: DeliverWebhookRound) -> SynchronizedData:
+            return data.update(delivery_report=report)
+
+        self._complete_run(
+            self._test_round(
+                test_round=test_round,
+                keeper_payloads=DeliverWebhookPayload("agent_1", report),
+                synchronized_data_update_fn=expected,
+                synchronized_data_attr_checks=[lambda d: d.delivery_report],
+                exit_event=Event.DONE,
+            )
+        )
+
+    def test_non_keeper_payload_is_rejected(self) -> None:
+        """agent_2 is not the keeper: its report is not a valid transaction."""
+        self.set_data(most_voted_keeper_address="agent_1")
+        test_round = round_of(DeliverWebhookRound, self.synchronized_data)
+        with pytest.raises(TransactionNotValidError, match="not elected as keeper"):
+            test_round.check_payload(DeliverWebhookPayload("agent_2", "[]"))
+        assert test_round.end_block() is None
+
+
+# --------------------------------------------------------------------------- KeeperFailover
+
+
+class TestKeeperFailoverRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
+    """KeeperFailoverRound: agree on the next keeper, give up after every agent had its turn."""
+
+    def run_round(self, keeper: str, failovers: int, event: Event) -> None:
+        """All agents vote (keeper, failovers)."""
+        payloads = same_payloads(
+            self.participants, lambda p: KeeperFailoverPayload(p, keeper, failovers)
+        )
+        test_round = round_of(KeeperFailoverRound, self.synchronized_data)
+
+        def expected(data: SynchronizedData, round_: KeeperFailoverRound) -> SynchronizedData:
+            return data.update(
+                participant_to_votes=round_.serialized_collection,
+                most_voted_keeper_address=keeper,
+                keeper_failovers=failovers,
+            )
+
+        self._complete_run(
+            self._test_round(
+                test_round=test_round,
+                round_payloads=payloads,
+                synchronized_data_update_fn=expected,
+                synchronized_data_attr_checks=[
+                    lambda d: d.most_voted_keeper_address,
+                    lambda d: d.keeper_failovers,
+                ],
+                most_voted_payload=keeper,
+                exit_event=event,
+            )
+        )
+
+    def test_first_failover(self) -> None:
+        """agent_0 was silent: agent_1 becomes keeper after failover 1 (DONE: deliver again)."""
+        self.set_data(most_voted_keeper_address="agent_0", keeper_failovers=0)
+        self.run_round("agent_1", 1, Event.DONE)
+
+    def test_last_agent_gets_its_turn(self) -> None:
+        """Failover 3 of 4 participants still gives agent_3 a turn."""
+        self.set_data(most_voted_keeper_address="agent_2", keeper_failovers=2)
+        self.run_round("agent_3", 3, Event.DONE)
+
+    def test_all_keepers_failed(self) -> None:
+        """Failover 4 of 4 participants: every agent was silent once, leave the events for the next period."""
+        self.set_data(most_voted_keeper_address="agent_3", keeper_failovers=3)
+        self.run_round("agent_0", 4, Event.ALL_KEEPERS_FAILED)
+
+    def test_no_majority(self) -> None:
+        """Votes split 2/2 on the failover count: no majority."""
+        payloads = {
+            agent: KeeperFailoverPayload(agent, "agent_1", 1 if i < 2 else 2)
+            for i, agent in enumerate(self.agents)
+        }
+        self.set_data(most_voted_keeper_address="agent_0")
+        result = ends_with(round_of(KeeperFailoverRound, self.synchronized_data), payloads)
+        assert result is not None
+        assert result[1] == Event.NO_MAJORITY
+        assert result[0].most_voted_keeper_address == "agent_0"
+
+
+# --------------------------------------------------------------------------- Checkpoint
+
+
+def entry(name: str, attempts: int = 0, last_status: int = 0, last_error: str = "") -> OutboxEntry:
+    """An outbox entry named `name`."""
+    return OutboxEntry(f"{name}:{tx_hash(len(name))}", f'{{"id":"{name}"}}', attempts, last_status, last_error)
+
+
+def digest_of(checkpoint: Optional[int], outbox: List[OutboxEntry], dead: List[OutboxEntry], processed: List[str]) -> str:
+    """The digest of a committed state, written out independently of `state_digest`."""
+    text = json.dumps(
+        {
+            "checkpoint": checkpoint,
+            "outbox": dumps(outbox),
+            "dead_letters": dumps(dead),
+            "processed_keys": json.dumps(processed, separators=(",", ":")),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture
+def max_attempts_10() -> Iterator[None]:
+    """CheckpointRound.max_attempts is class state set by SharedState.setup: pin it to 10."""
+    previous = CheckpointRound.max_attempts
+    CheckpointRound.max_attempts = 10
+    yield
+    CheckpointRound.max_attempts = previous
+
+
+@pytest.mark.usefixtures("max_attempts_10")
+class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
+    """CheckpointRound: apply the delivery report and move the checkpoint, only for the digest voted."""
+
+    delivered = entry("delivered")
+    retried = entry("retried", attempts=2, last_status=500)
+    dying = entry("dying", attempts=9, last_status=503)
+    untouched = entry("untouched")
+    old_dead = entry("old-dead", attempts=10, last_status=500)
+    processed = sorted(e.id for e in (delivered, retried, dying, untouched, old_dead))
+
+    def setup_state(self, checkpoint: Optional[int], agreement: Agreement) -> None:
+        """Period state: 4 waiting entries, one earlier dead letter, and the keeper's report."""
+        report = [
+            DeliveryResult(self.delivered.id, 204),
+            DeliveryResult(self.retried.id, 0, "timed out"),
+            DeliveryResult(self.dying.id, 502),
+        ]
+        self.set_data(
+            checkpoint=checkpoint,
+            agreement=agreement.to_json(),
+            outbox=dumps([self.delivered, self.retried, self.dying, self.untouched]),
+            dead_letters=dumps([self.old_dead]),
+            processed_keys=json.dumps(self.processed),
+            delivery_report=dumps(report),
+        )
+
+    # The state the report leads to: delivered removed, failures counted, `dying` dead-lettered at 10.
+    expected_outbox = [
+        entry("retried", attempts=3, last_status=0, last_error="timed out"),
+        entry("untouched"),
+    ]
+    expected_dead = [entry("dying", attempts=10, last_status=502), entry("old-dead", attempts=10, last_status=500)]
+
+    def run_round(self, vote: int, digest: str, expected_checkpoint: Optional[int]) -> None:
+        """All agents vote (vote, digest); the round must store the expected state."""
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, vote, digest))
+        test_round = round_of(CheckpointRound, self.synchronized_data)
+
+        def expected(data: SynchronizedData, round_: CheckpointRound) -> SynchronizedData:
+            return data.update(
+                participant_to_votes=round_.serialized_collection,
+                checkpoint_vote=vote,
+                state_digest=digest,
+                checkpoint=expected_checkpoint,
+                outbox=dumps(self.expected_outbox),
+                dead_letters=dumps(self.expected_dead),
+                processed_keys=json.dumps(self.processed),
+            )
+
+        self._complete_run(
+            self._test_round(
+                test_round=test_round,
+                round_payloads=payloads,
+                synchronized_data_update_fn=expected,
+                synchronized_data_attr_checks=[
+                    lambda d: d.checkpoint,
+                    lambda d: d.outbox,
+                    lambda d: d.dead_letters,
+                    lambda d: d.processed_keys,
+                ],
+                most_voted_payload=vote,
+                exit_event=Event.DONE,
+            )
+        )
+
+    def test_done_applies_report_and_moves_checkpoint(self) -> None:
+        """Checkpoint 99, agreed scan 100..110: the checkpoint moves to 110 and the report is applied."""
+        self.setup_state(99, Agreement(100, 110))
+        digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed)
+        assert state_digest(110, self.synchronized_data, 10)[1] == digest
+        self.run_round(110, digest, 110)
+
+    def test_first_start_commits_checkpoint_before_safe_head(self) -> None:
+        """No checkpoint, agreed empty range at safe head 497: the checkpoint becomes 496."""
+        self.setup_state(None, Agreement(497, 496))
+        self.run_round(496, digest_of(496, self.expected_outbox, self.expected_dead, self.processed), 496)
+
+    def test_nothing_agreed_keeps_no_checkpoint(self) -> None:
+        """No checkpoint and nothing agreed (-1..-2): the vote is -1 and the checkpoint stays None."""
+        self.setup_state(None, Agreement(-1, -2))
+        self.run_round(-1, digest_of(None, self.expected_outbox, self.expected_dead, self.processed), None)
+
+    def test_digest_differs_from_local_state(self) -> None:
+        """A threshold votes for a digest this agent does not compute: NO_MAJORITY, nothing stored."""
+        self.setup_state(99, Agreement(100, 110))
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, "ab" * 32))
+        result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
+        assert result is not None
+        data, event = result
+        assert event == Event.NO_MAJORITY
+        assert data.checkpoint == 99
+        assert [e.id for e in data.outbox] == [
+            self.delivered.id, self.dying.id, self.retried.id, self.untouched.id
+        ]
+        assert data.dead_letters == [self.old_dead]
+
+    def test_checkpoint_vote_differs_from_local_state(self) -> None:
+        """The right digest with a wrong checkpoint (105 instead of 110) is refused too."""
+        self.setup_state(99, Agreement(100, 110))
+        digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed)
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 105, digest))
+        result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
+        assert result is not None
+        assert result[1] == Event.NO_MAJORITY
+        assert result[0].checkpoint == 99
+
+    def test_max_attempts_is_honoured(self) -> None:
+        """With max_attempts 3, `retried` (2 -> 3 attempts) is dead-lettered as well."""
+        CheckpointRound.max_attempts = 3
+        self.setup_state(99, Agreement(100, 110))
+        outbox = [entry("untouched")]
+        dead = [
+            entry("dying", attempts=10, last_status=502),
+            entry("old-dead", attempts=10, last_status=500),
+            entry("retried", attempts=3, last_status=0, last_error="timed out"),
+        ]
+        digest = digest_of(110, outbox, dead, self.processed)
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, digest))
+        result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
+        assert result is not None
+        data, event = result
+        assert event == Event.DONE
+        assert data.outbox == outbox
+        assert data.dead_letters == dead
+
+    def test_no_majority(self) -> None:
+        """Votes split 2/2 between two digests."""
+        self.setup_state(99, Agreement(100, 110))
+        payloads = {
+            agent: CheckpointPayload(agent, 110, ("ab" if i < 2 else "cd") * 32)
+            for i, agent in enumerate(self.agents)
+        }
+        result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
+        assert result is not None
+        assert result[1] == Event.NO_MAJORITY
+        assert result[0].checkpoint == 99
+
+
+# --------------------------------------------------------------------------- helpers of rounds.py
+
+
+@pytest.mark.parametrize(
+    "checkpoint, agreement, expected",
+    [
+        (99, Agreement(100, 110), 110),  # scanned 100..110
+        (99, Agreement(100, 99), 99),  # agreed empty range: unchanged
+        (None, Agreement(497, 496), 496),  # first start: just before the safe head
+        (None, Agreement(-1, -2), None),  # nothing agreed: still no checkpoint
+        (42, Agreement(-1, -2), 42),  # never moves back
+    ],
+)
+def test_committed_checkpoint(checkpoint: Optional[int], agreement: Agreement, expected: Optional[int]) -> None:
+    """The checkpoint after a period follows the agreed range's end."""
+    data = SynchronizedData(AbciAppDB(setup_data={"checkpoint": [checkpoint], "agreement": [agreement.to_json()]}))
+    assert committed_checkpoint(data) == expected
+
+
+def test_checkpoint_vote_and_next_block() -> None:
+    """-1 stands for no checkpoint in votes; the next block follows the checkpoint."""
+    assert checkpoint_vote(None) == -1
+    assert checkpoint_vote(7) == 7
+    assert next_block(None) is None
+    assert next_block(7) == 8
+
+
+def test_synchronized_data_defaults() -> None:
+    """Before anything is stored, the persisted state reads as empty."""
+    data = SynchronizedData(AbciAppDB(setup_data={}))
+    assert data.checkpoint is None
+    assert data.processed_keys == []
+    assert data.outbox == []
+    assert data.dead_letters == []
+    assert data.delivery_report == []
+    assert data.keeper_failovers == 0
+
+
+# --------------------------------------------------------------------------- AbciApp
+
+
+class TestSettlementAbciApp:
+    """The transition function, timeouts and persisted keys, as the docstring states them."""
+
+    @pytest.mark.parametrize(
+        "round_cls, event, next_round",
+        [
+            (SelectKeeperRound, Event.DONE, FetchLogsQuorumRound),
+            (SelectKeeperRound, Event.NO_MAJORITY, SelectKeeperRound),
+            (SelectKeeperRound, Event.ROUND_TIMEOUT, SelectKeeperRound),
+            (FetchLogsQuorumRound, Event.DONE, DedupeRound),
+            (FetchLogsQuorumRound, Event.ROUND_TIMEOUT, FetchLogsQuorumRound),
+            (DedupeRound, Event.DONE, DeliverWebhookRound),
+            (DedupeRound, Event.NOTHING_TO_DELIVER, CheckpointRound),
+            (DedupeRound, Event.NO_MAJORITY, FetchLogsQuorumRound),
+            (DedupeRound, Event.ROUND_TIMEOUT, FetchLogsQuorumRound),
+            (DeliverWebhookRound, Event.DONE, CheckpointRound),
+            (DeliverWebhookRound, Event.KEEPER_TIMEOUT, KeeperFailoverRound),
+            (KeeperFailoverRound, Event.DONE, DeliverWebhookRound),
+            (KeeperFailoverRound, Event.ALL_KEEPERS_FAILED, CheckpointRound),
+            (KeeperFailoverRound, Event.NO_MAJORITY, KeeperFailoverRound),
+            (KeeperFailoverRound, Event.ROUND_TIMEOUT, KeeperFailoverRound),
+            (CheckpointRound, Event.DONE, FinishedSettlementRound),
+            (CheckpointRound, Event.NO_MAJORITY, FetchLogsQuorumRound),
+            (CheckpointRound, Event.ROUND_TIMEOUT, CheckpointRound),
+        ],
+    )
+    def test_transition(self, round_cls: Any, event: Event, next_round: Any) -> None:
+        """Each (round, event) leads where the docstring says."""
+        assert SettlementAbciApp.transition_function[round_cls][event] is next_round
+
+    def test_no_other_transitions(self) -> None:
+        """Exactly the documented events per round (18 transitions), the final round is a sink."""
+        counts = {r.__name__: len(t) for r, t in SettlementAbciApp.transition_function.items()}
+        assert counts == {
+            "SelectKeeperRound": 3,
+            "FetchLogsQuorumRound": 2,
+            "DedupeRound": 4,
+            "DeliverWebhookRound": 2,
+            "KeeperFailoverRound": 4,
+            "CheckpointRound": 3,
+            "FinishedSettlementRound": 0,
+        }
+
+    def test_timeouts_and_states(self) -> None:
+        """Both timeout events have a timeout; initial and final states as documented."""
+        assert set(SettlementAbciApp.event_to_timeout) == {Event.ROUND_TIMEOUT, Event.KEEPER_TIMEOUT}
+        assert SettlementAbciApp.initial_round_cls is SelectKeeperRound
+        assert SettlementAbciApp.initial_states == {SelectKeeperRound}
+        assert SettlementAbciApp.final_states == {FinishedSettlementRound}
+
+    def test_cross_period_state_survives_a_new_period(self) -> None:
+        """checkpoint, processed_keys, outbox and dead_letters carry over; the period's work does not."""
+        assert SettlementAbciApp.cross_period_persisted_keys == frozenset(
+            {"checkpoint", "processed_keys", "outbox", "dead_letters"}
+        )
+        assert SettlementAbciApp.db_post_conditions[FinishedSettlementRound] == set(
+            SettlementAbciApp.cross_period_persisted_keys
+        )
+        db = AbciAppDB(
+            setup_data=AbciAppDB.data_to_lists(
+                {
+                    "participants": ("agent_0", "agent_1"),
+                    "all_participants": ("agent_0", "agent_1"),
+                    "consensus_threshold": 2,
+                    "safe_contract_address": "0x0",
+                }
+            ),
+            cross_period_persisted_keys=SettlementAbciApp.cross_period_persisted_keys,
+        )
+        db.update(
+            checkpoint=110,
+            processed_keys='["k"]',
+            outbox="[]",
+            dead_letters="[]",
+            agreement=Agreement(100, 110).to_json(),
+            most_voted_keeper_address="agent_0",
+        )
+        data = SynchronizedData(db).create()
+        assert data.checkpoint == 110
+        assert data.processed_keys == ["k"]
+        assert data.db.get("agreement", None) is None
+        assert data.db.get("most_voted_keeper_address", None) is None

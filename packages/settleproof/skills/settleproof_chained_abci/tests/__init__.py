@@ -1,0 +1,1 @@
+"""Tests of the settleproof_chained_abci skill."""
