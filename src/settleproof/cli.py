@@ -7,7 +7,6 @@ this file with `main.add_command(...)` (e.g. devnet, dlq, status), keeping this 
 import click
 
 from settleproof import __version__
-from settleproof.devnet.cli import devnet
 
 
 @click.group(name="settleproof")
@@ -41,4 +40,3 @@ def packages_sync(force: bool) -> None:
 
 
 main.add_command(packages)
-main.add_command(devnet)
