@@ -17,7 +17,7 @@ PYTEST_FLAGS ?= -p no:cacheprovider -ra --durations=10
 COMMON := abci http contract_api ledger_api signing tendermint ipfs
 ANALYSE_IGNORE := -i abstract_abci
 
-.PHONY: help install sync-packages test check lock constraints clean distclean
+.PHONY: help install sync-packages demo bench test check lock constraints clean distclean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -44,7 +44,13 @@ $(ANVIL): tools/package.json tools/package-lock.json
 	test -x $@ && touch $@
 	$@ --version
 
-test: ## run the test suite (tests/ and packages/settleproof/)
+demo: install ## the local multi-agent demo: anvil, 3 RPC endpoints, merchant, devnet with 4 agents, 20 invoices
+	$(BIN)/python -m settleproof.demo
+
+bench: install ## benchmarks (not tests): RPC catch-up over many anvil blocks; BENCH_ARGS="--blocks 20000 --payments 2000" for a quicker run
+	$(BIN)/python benchmarks/catchup.py $(BENCH_ARGS)
+
+test: install ## install (idempotent), then run the test suite (tests/ and packages/settleproof/)
 	@test -n "$(TEST_PATHS)" || { echo "no test dirs (tests/, packages/settleproof/) found" >&2; exit 1; }
 	$(BIN)/pytest $(PYTEST_FLAGS) $(TEST_PATHS)
 

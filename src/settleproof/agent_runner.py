@@ -23,6 +23,7 @@ AGENT_PUBLIC_ID = "settleproof/settleproof:0.1.0"
 # `aea run --exclude-connections` validates the yaml before substituting env vars.
 CONNECTIONS = ",".join(
     [
+        "settleproof/webhook_client:0.1.0",
         "valory/abci:0.1.0",
         "valory/http_client:0.23.0",
         "valory/ipfs:0.1.0",
@@ -110,7 +111,9 @@ class AgentProcess:
 
     def start(self) -> "AgentProcess":
         """Start `aea run` without the ACN connection, in its own process group."""
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        # The agent's settings come from `self.env` only, never from the caller's shell.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SETTLEPROOF_")}
+        env = {**inherited, **self.env, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(  # nosec
             [_bin("aea"), "-s", "run", "--connections", CONNECTIONS],
             cwd=self.folder,

@@ -7,6 +7,8 @@ this file with `main.add_command(...)` (e.g. devnet, dlq, status), keeping this 
 import click
 
 from settleproof import __version__
+from settleproof.devnet.cli import devnet
+from settleproof.dlq_cli import dlq
 
 
 @click.group(name="settleproof")
@@ -40,3 +42,5 @@ def packages_sync(force: bool) -> None:
 
 
 main.add_command(packages)
+main.add_command(devnet)
+main.add_command(dlq)

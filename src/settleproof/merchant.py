@@ -131,6 +131,7 @@ class Merchant:
             self.duplicates: Dict[str, int] = {}
             self.rejections: List[Dict[str, Any]] = []
             self.attempts: List[Dict[str, Any]] = []
+            self.arrivals: List[Dict[str, Any]] = []
             self.conflicts: List[Dict[str, Any]] = []
             self._faults: List[Fault] = []
             self._notify()
@@ -265,6 +266,13 @@ class Merchant:
                 "attempts": list(self.attempts),
             }
 
+    def record_arrival(self, webhook_id: Optional[str]) -> None:
+        """Log a ``POST /webhook`` as soon as its body is in, before any injected delay or answer."""
+        unix, iso = _now()
+        with self._lock:
+            self.arrivals.append({"webhook_id": webhook_id, "received_at": iso, "received_at_unix": unix})
+            self._notify()
+
     def record_attempt(self, webhook_id: Optional[str], status: int) -> None:
         """Log every ``POST /webhook`` with the status we answered (faults included)."""
         unix, iso = _now()
@@ -317,6 +325,12 @@ class Merchant:
         """Block until ``count`` distinct verified events arrived; return all events."""
         self._wait(lambda: len(self._events) >= count, timeout, f"{count} events")
         return self.events()
+
+    def wait_for_arrivals(self, count: int, timeout: float = 10.0) -> List[Dict[str, Any]]:
+        """Block until ``count`` webhook requests arrived, answered or not yet (e.g. held by a delay)."""
+        self._wait(lambda: len(self.arrivals) >= count, timeout, f"{count} arrivals")
+        with self._lock:
+            return list(self.arrivals)
 
     def wait_for_attempts(self, count: int, timeout: float = 10.0) -> List[Dict[str, Any]]:
         """Block until ``count`` webhook requests arrived (any outcome); return them."""
@@ -401,6 +415,8 @@ async def _faults_middleware(request: web.Request, handler: Callable) -> web.Str
     if request.path in UNFAULTED_PATHS:
         return await handler(request)
     await request.read()  # take the whole body before any delay, like a slow app would
+    if request.path == "/webhook":
+        merchant.record_arrival(request.headers.get("webhook-id"))
     delay, fault = merchant.take_faults(request.path)
     if delay:
         await asyncio.sleep(delay)  # injected latency, not synchronization

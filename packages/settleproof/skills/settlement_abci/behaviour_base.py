@@ -1,8 +1,9 @@
 """What every settlement behaviour shares: typed access to state and parallel HTTP requests."""
 
+import time
 from abc import ABC
-from dataclasses import dataclass
-from typing import Dict, Generator, List, Optional, Sequence, cast
+from dataclasses import dataclass, field
+from typing import Dict, Generator, List, Optional, Sequence, Tuple, cast
 
 from packages.settleproof.skills.settlement_abci.models import Params, SharedState
 from packages.settleproof.skills.settlement_abci.rounds import SynchronizedData
@@ -28,12 +29,16 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class HttpReply:
-    """A reply, or `status == 0` with an error when none arrived in time."""
+    """A reply, or `status == 0` with an error when none arrived in time.
+
+    `elapsed_ms` runs from sending the request to its reply (or to giving up on it).
+    """
 
     status: int
     body: bytes = b""
     headers: str = ""
     error: str = ""
+    elapsed_ms: float = field(default=0.0, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -69,8 +74,9 @@ class SettlementBaseBehaviour(BaseBehaviour, ABC):
         every request gets its own callback, so a slow provider does not delay
         the others, and a missing reply becomes an error after `timeout`.
         """
-        replies: Dict[int, HttpMessage] = {}
+        replies: Dict[int, Tuple[HttpMessage, float]] = {}
         callbacks = cast(Requests, self.context.requests).request_id_to_callback
+        sent_at = time.monotonic()
         for position, request in enumerate(requests):
             message, dialogue = self._build_http_request_message(
                 method=request.method,
@@ -85,19 +91,26 @@ class SettlementBaseBehaviour(BaseBehaviour, ABC):
             yield from self.wait_for_condition(lambda: len(replies) == len(requests), timeout)
         except TimeoutException:
             pass
-        return [self._reply(replies.get(i)) for i in range(len(requests))]
+        gave_up_at = time.monotonic()
+        return [self._reply(replies.get(i), sent_at, gave_up_at) for i in range(len(requests))]
 
     @staticmethod
-    def _store_reply(replies: Dict[int, HttpMessage], position: int):  # type: ignore
+    def _store_reply(replies: Dict[int, Tuple[HttpMessage, float]], position: int):  # type: ignore
         def callback(message: HttpMessage, _current_behaviour: BaseBehaviour) -> None:
-            replies[position] = message
+            replies[position] = (message, time.monotonic())
 
         return callback
 
     @staticmethod
-    def _reply(message: Optional[HttpMessage]) -> HttpReply:
-        if message is None:
-            return HttpReply(0, error="timed out")
+    def _reply(
+        received: Optional[Tuple[HttpMessage, float]], sent_at: float, gave_up_at: float
+    ) -> HttpReply:
+        if received is None:
+            return HttpReply(0, error="timed out", elapsed_ms=(gave_up_at - sent_at) * 1000)
+        message, at = received
+        elapsed_ms = (at - sent_at) * 1000
         if message.status_code >= CONNECTION_ERROR_STATUS:
-            return HttpReply(0, error=message.body.decode(errors="replace").strip()[-200:])
-        return HttpReply(message.status_code, message.body, message.headers)
+            # the connection sends a traceback: its last line names the error
+            lines = message.body.decode(errors="replace").strip().splitlines() or [""]
+            return HttpReply(0, error=lines[-1].strip()[-200:], elapsed_ms=elapsed_ms)
+        return HttpReply(message.status_code, message.body, message.headers, elapsed_ms=elapsed_ms)

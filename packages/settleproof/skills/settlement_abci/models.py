@@ -1,17 +1,27 @@
-"""Skill models: the operator's settings, validated once, and the shared state of the FSM."""
+"""Skill models: the operator's settings, validated once, the shared state of the FSM, and the
+agent's own memory of its RPC providers."""
 
-from typing import Any
+from typing import Any, Dict, Optional
 
+from aea.skills.base import Model
+from prometheus_client import CollectorRegistry
+
+from packages.settleproof.skills.settlement_abci.breaker import Breakers
 from packages.settleproof.skills.settlement_abci.config import (
     ConfigError,
     Settings,
     parse_settings,
 )
+from packages.settleproof.skills.settlement_abci.outbox import OutboxPolicy
+from packages.settleproof.skills.settlement_abci.webhook_retry import Backoff
+from packages.settleproof.skills.settlement_abci.retry_policy import RetryPolicy
 from packages.settleproof.skills.settlement_abci.rounds import (
     CheckpointRound,
     Event,
     SettlementAbciApp,
 )
+from packages.settleproof.skills.settlement_abci.rpc_metrics import RpcMetrics
+from packages.settleproof.skills.settlement_abci.store import Store
 from packages.valory.skills.abstract_round_abci.models import BaseParams
 from packages.valory.skills.abstract_round_abci.models import (
     BenchmarkTool as BaseBenchmarkTool,
@@ -70,7 +80,64 @@ class Params(BaseParams):
             "webhook_timeout_seconds", kwargs, float
         )
         self.webhook_concurrency: int = self._ensure("webhook_concurrency", kwargs, int)
+        self._read_webhook_limits(kwargs)
+        self._read_rpc_limits(kwargs)
         super().__init__(*args, **kwargs)
+
+    def _read_webhook_limits(self, kwargs: Dict[str, Any]) -> None:
+        """Delivery bounds, give-up rules and backoff; a value below 1 stops start-up."""
+        ints = {
+            name: self._ensure(name, kwargs, int)
+            for name in ("webhook_max_per_period", "webhook_client_error_attempts", "webhook_max_age_seconds")
+        }
+        floats = {
+            name: self._ensure(name, kwargs, float)
+            for name in ("webhook_backoff_base_seconds", "webhook_backoff_cap_seconds")
+        }
+        for name, value in {**ints, **floats, "webhook_concurrency": self.webhook_concurrency}.items():
+            if value < 1:
+                raise InvalidSettings(f"invalid configuration: {name}: {value} is below the minimum 1")
+        self.webhook_max_per_period: int = ints["webhook_max_per_period"]
+        self.outbox_policy = OutboxPolicy(
+            max_attempts=self.settings.webhook_max_attempts,
+            client_error_attempts=ints["webhook_client_error_attempts"],
+            max_age_seconds=ints["webhook_max_age_seconds"],
+        )
+        self.backoff = Backoff(floats["webhook_backoff_base_seconds"], floats["webhook_backoff_cap_seconds"])
+
+    def _read_rpc_limits(self, kwargs: Dict[str, Any]) -> None:
+        """Chunking, lag bound, retry policy and breaker settings; a bad one stops start-up."""
+        ints = {
+            name: self._ensure(name, kwargs, int)
+            for name in ("max_log_range", "rpc_max_lag_blocks", "rpc_retry_attempts", "rpc_breaker_failures")
+        }
+        floats = {
+            name: self._ensure(name, kwargs, float)
+            for name in (
+                "rpc_retry_budget_seconds",
+                "rpc_backoff_initial_seconds",
+                "rpc_backoff_max_seconds",
+                "rpc_breaker_cooldown_seconds",
+            )
+        }
+        for name, minimum in (("max_log_range", 1), ("rpc_max_lag_blocks", 0)):
+            if ints[name] < minimum:
+                raise InvalidSettings(f"invalid configuration: {name}: {ints[name]} is below the minimum {minimum}")
+        self.max_log_range: int = ints["max_log_range"]
+        self.rpc_max_lag_blocks: int = ints["rpc_max_lag_blocks"]
+        self.rpc_breaker_failures: int = ints["rpc_breaker_failures"]
+        self.rpc_breaker_cooldown_seconds: float = floats["rpc_breaker_cooldown_seconds"]
+        try:
+            self.rpc_retry = RetryPolicy(
+                attempts=ints["rpc_retry_attempts"],
+                budget_seconds=floats["rpc_retry_budget_seconds"],
+                initial_seconds=floats["rpc_backoff_initial_seconds"],
+                max_wait_seconds=floats["rpc_backoff_max_seconds"],
+                jitter_seconds=floats["rpc_backoff_initial_seconds"],  # jitter up to one initial wait
+            )
+            Breakers(self.rpc_breaker_failures, self.rpc_breaker_cooldown_seconds)
+        except ValueError as error:
+            raise InvalidSettings(f"invalid configuration: rpc retry or breaker settings: {error}") from None
 
 
 class SharedState(BaseSharedState):
@@ -86,4 +153,65 @@ class SharedState(BaseSharedState):
         SettlementAbciApp.event_to_timeout[Event.KEEPER_TIMEOUT] = (
             params.round_timeout_seconds
         )
-        CheckpointRound.max_attempts = params.settings.webhook_max_attempts
+        CheckpointRound.policy = params.outbox_policy
+
+
+class RpcHealth(Model):
+    """What this agent learnt about its RPC providers, kept across periods in its own memory.
+
+    Breakers and metrics are local on purpose: each agent judges the providers
+    it talks to, and nothing here goes through consensus. The metrics go into
+    the skill's shared registry (the `metrics` model) when the skill has one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Breakers and metrics are made on first use, once every model exists."""
+        super().__init__(*args, **kwargs)
+        self._metrics: Optional[RpcMetrics] = None
+        self._breakers: Optional[Breakers] = None
+
+    @property
+    def metrics(self) -> RpcMetrics:
+        """The RPC metrics, registered in the skill's registry (or a registry of their own)."""
+        if self._metrics is None:
+            shared = getattr(getattr(self.context, "metrics", None), "registry", None)
+            registry = shared if isinstance(shared, CollectorRegistry) else CollectorRegistry()
+            self._metrics = RpcMetrics(registry)
+        return self._metrics
+
+    def breakers(self, failure_threshold: int, cooldown_seconds: float) -> Breakers:
+        """The providers' breakers (settings apply on first call; they are fixed for a run)."""
+        if self._breakers is None:
+            self._breakers = Breakers(failure_threshold, cooldown_seconds)
+        return self._breakers
+
+    def reset(self) -> None:
+        """Forget every provider's history (tests; an agent keeps it for its whole run)."""
+        if self._metrics is not None:
+            self._metrics.unregister()
+        self._metrics = self._breakers = None
+
+
+class DurableStore(Model):
+    """This agent's SQLite store (`store.Store`), opened on first use and closed at teardown.
+
+    Opened lazily, so loading the skill (tests, `autonomy analyse`) creates no file.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing is opened yet."""
+        super().__init__(*args, **kwargs)
+        self._store: Optional[Store] = None
+
+    @property
+    def store(self) -> Store:
+        """The store in `SETTLEPROOF_DATA_DIR` (default `./data`); raises `store.StoreError`."""
+        if self._store is None:
+            self._store = Store.open(self.context.params.settings.data_dir)
+        return self._store
+
+    def teardown(self) -> None:
+        """Close the file."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None

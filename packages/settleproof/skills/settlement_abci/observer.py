@@ -1,17 +1,19 @@
 """How one agent observes a period: invoices from the merchant, payments from a quorum of providers.
 
-The I/O goes through the behaviour's parallel HTTP; every decision is made by
-the pure modules (`invoices`, `transfers`, `quorum`). Failures never raise:
-they shrink the observation, so the agreement simply covers less.
+The shell only does I/O: it drives the sans-I/O `QuorumReader` with the
+behaviour's parallel HTTP and the framework's `sleep`. Every decision is made
+by the pure modules (`invoices`, `rpc_reader`, `quorum`, `chunking`, ...).
+Failures never raise: they shrink the observation, so the agreement simply
+covers less, and the checkpoint stays where it was.
 """
 
 import json
+import time
 from abc import ABC
-from typing import Dict, Generator, List, Optional, Sequence, Tuple
+from typing import Generator, List, Optional, Tuple, TypeVar, cast
 
-from packages.settleproof.skills.settlement_abci.agreement import Observation, Payment
+from packages.settleproof.skills.settlement_abci.agreement import Observation
 from packages.settleproof.skills.settlement_abci.behaviour_base import (
-    HttpReply,
     HttpRequest,
     SettlementBaseBehaviour,
 )
@@ -20,24 +22,21 @@ from packages.settleproof.skills.settlement_abci.invoices import (
     InvalidInvoice,
     parse_invoices,
 )
-from packages.settleproof.skills.settlement_abci.quorum import (
-    quorum_blocks,
-    quorum_head,
-    quorum_logs,
+from packages.settleproof.skills.settlement_abci.models import RpcHealth
+from packages.settleproof.skills.settlement_abci.rpc_exchange import (
+    ExchangeConfig,
+    RpcReply,
+    Steps,
+    providers_of,
 )
-from packages.settleproof.skills.settlement_abci.transfers import (
-    MalformedReply,
-    Transfer,
-    get_logs_request,
-    parse_block,
-    parse_block_number,
-    parse_logs,
-    rpc_request,
-)
+from packages.settleproof.skills.settlement_abci.rpc_reader import QuorumReader
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 NO_STATE = -1
+# Share of the round timeout the RPC reads may use; the rest is for consensus.
+READ_SHARE = 0.6
+T = TypeVar("T")
 
 
 class ObserverMixin(SettlementBaseBehaviour, ABC):
@@ -47,7 +46,8 @@ class ObserverMixin(SettlementBaseBehaviour, ABC):
         """Observe `[from_block, safe head]`; `from_block=None` only reports the safe head."""
         settings = self.params.settings
         invoices = yield from self.fetch_invoices()
-        head = yield from self.fetch_quorum_head()
+        reader = self.quorum_reader()
+        head = yield from self.drive(reader.read_head(), None)
         if head is None:
             start = NO_STATE if from_block is None else from_block
             return Observation(start, start - 1, (), invoices)
@@ -57,14 +57,46 @@ class ObserverMixin(SettlementBaseBehaviour, ABC):
         to_block = min(safe_head, from_block + settings.max_blocks_per_period - 1)
         if to_block < from_block or invoices is None:
             return Observation(from_block, min(to_block, from_block - 1), (), invoices)
-        destinations = {i.receiver for i in invoices}
-        if not destinations:
+        receivers = sorted({i.receiver for i in invoices})
+        if not receivers:
             return Observation(from_block, to_block, (), invoices)
-        transfers, to_block = yield from self.fetch_quorum_transfers(
-            from_block, to_block, sorted(destinations)
-        )
-        payments, to_block = yield from self.with_timestamps(transfers, to_block)
+        steps = reader.read_payments(from_block, to_block, settings.token_addresses, receivers)
+        payments, to_block = yield from self.drive(steps, ([], from_block - 1))
         return Observation(from_block, to_block, tuple(payments), invoices)
+
+    def quorum_reader(self) -> QuorumReader:
+        """A reader for this period, with the agent's breakers and metrics."""
+        params = self.params
+        health = cast(RpcHealth, self.context.rpc_health)
+        breakers = health.breakers(params.rpc_breaker_failures, params.rpc_breaker_cooldown_seconds)
+        return QuorumReader(
+            ExchangeConfig(params.rpc_timeout_seconds, params.rpc_retry),
+            providers_of(params.settings.rpc_endpoints),
+            params.settings.rpc_quorum,
+            (params.max_log_range, params.rpc_max_lag_blocks),
+            (breakers, health.metrics),
+            self.log,
+            time.monotonic,
+            time.monotonic() + params.round_timeout_seconds * READ_SHARE,
+        )
+
+    def drive(self, steps: Steps[T], fallback: T) -> Generator[None, None, T]:
+        """Run a reader's batches through the framework's HTTP; `fallback` if the reader fails."""
+        replies: Optional[List[RpcReply]] = None
+        while True:
+            try:
+                batch = steps.send(replies)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            except Exception as error:  # pylint: disable=broad-except
+                # A bug in a pure core must not take the round down: observe less instead.
+                self.log("error", "rpc reader failed", error=repr(error)[:300])
+                return fallback
+            if batch.delay > 0:
+                yield from self.sleep(batch.delay)
+            requests = [HttpRequest("POST", c.url, c.body, JSON_HEADERS) for c in batch.calls]
+            http = yield from self.http_parallel(requests, batch.timeout)
+            replies = [RpcReply(r.status, r.body, r.error, r.elapsed_ms) for r in http]
 
     def fetch_invoices(self) -> Generator[None, None, Optional[Tuple[Invoice, ...]]]:
         """The merchant's open invoices for watched tokens, or None when they cannot be read."""
@@ -89,97 +121,3 @@ class ObserverMixin(SettlementBaseBehaviour, ABC):
             else:
                 self.log("info", "invoice skipped: token not watched", invoice_uuid=invoice.uuid, token=invoice.token)
         return tuple(watched)
-
-    def rpc_all(self, bodies: Sequence[bytes]) -> Generator[None, None, Dict[str, List[HttpReply]]]:
-        """Send the same JSON-RPC bodies to every provider in parallel."""
-        endpoints = self.params.settings.rpc_endpoints
-        requests = [
-            HttpRequest("POST", url, body, JSON_HEADERS) for url in endpoints for body in bodies
-        ]
-        replies = yield from self.http_parallel(requests, self.params.rpc_timeout_seconds)
-        per_provider: Dict[str, List[HttpReply]] = {}
-        for position, url in enumerate(endpoints):
-            per_provider[url] = replies[position * len(bodies) : (position + 1) * len(bodies)]
-        return per_provider
-
-    def _provider_failed(self, provider: str, reply: HttpReply, problem: str) -> None:
-        self.log("warning", "provider failed", provider=provider, status=reply.status, problem=problem[:200])
-
-    def fetch_quorum_head(self) -> Generator[None, None, Optional[int]]:
-        """The head a quorum of providers has reached, or None without a quorum."""
-        replies = yield from self.rpc_all([rpc_request(1, "eth_blockNumber", [])])
-        heads: Dict[str, Optional[int]] = {}
-        for provider, (reply,) in replies.items():
-            heads[provider] = None
-            try:
-                heads[provider] = parse_block_number(self._body(reply))
-            except MalformedReply as error:
-                self._provider_failed(provider, reply, str(error))
-        head = quorum_head(heads, self.params.settings.rpc_quorum)
-        if head is None:
-            self.log("warning", "no provider quorum on the head", heads=heads)
-        return head
-
-    def fetch_quorum_transfers(
-        self, from_block: int, to_block: int, receivers: Sequence[str]
-    ) -> Generator[None, None, Tuple[List[Transfer], int]]:
-        """Logs accepted by a provider quorum, and how far the range is settled."""
-        settings = self.params.settings
-        body = get_logs_request(1, from_block, to_block, settings.token_addresses, receivers)
-        replies = yield from self.rpc_all([body])
-        answers: Dict[str, Optional[List[Transfer]]] = {}
-        for provider, (reply,) in replies.items():
-            answers[provider] = None
-            try:
-                answers[provider] = parse_logs(
-                    self._body(reply), from_block, to_block, settings.token_addresses
-                )
-            except MalformedReply as error:
-                self._provider_failed(provider, reply, str(error))
-        result = quorum_logs(answers, settings.rpc_quorum)
-        for provider in result.disagreeing:
-            self.log("warning", "provider disagrees with the quorum", provider=provider)
-        if not result.ok:
-            self.log("warning", "no provider quorum on logs", from_block=from_block, to_block=to_block)
-            return [], from_block - 1
-        return list(result.accepted), result.safe_through(to_block)
-
-    def with_timestamps(
-        self, transfers: Sequence[Transfer], to_block: int
-    ) -> Generator[None, None, Tuple[List[Payment], int]]:
-        """Attach each log's block timestamp, agreed by a provider quorum and matching its hash."""
-        numbers = sorted({t.block_number for t in transfers if t.block_number <= to_block})
-        if not numbers:
-            return [], to_block
-        bodies = [
-            rpc_request(i, "eth_getBlockByNumber", [hex(n), False]) for i, n in enumerate(numbers)
-        ]
-        replies = yield from self.rpc_all(bodies)
-        answers: Dict[str, Optional[Dict[int, Tuple[str, int]]]] = {}
-        for provider, provider_replies in replies.items():
-            blocks = {}
-            for number, reply in zip(numbers, provider_replies):
-                try:
-                    blocks[number] = parse_block(self._body(reply), number)
-                except MalformedReply as error:
-                    self._provider_failed(provider, reply, str(error))
-            answers[provider] = blocks
-        agreed = quorum_blocks(answers, self.params.settings.rpc_quorum)
-        payments = []
-        for transfer in sorted(transfers):
-            block = agreed.get(transfer.block_number)
-            if transfer.block_number > to_block:
-                break
-            if block is None or block[0] != transfer.block_hash:
-                to_block = transfer.block_number - 1
-                break
-            payments.append(Payment(transfer, block[1]))
-        return payments, to_block
-
-    @staticmethod
-    def _body(reply: HttpReply) -> bytes:
-        if reply.status == 0:
-            raise MalformedReply(f"no reply: {reply.error}")
-        if not reply.ok:
-            raise MalformedReply(f"HTTP {reply.status}")
-        return reply.body

@@ -1,39 +1,71 @@
 """Outbox transitions: events wait here until the merchant acknowledges them or they are dead-lettered.
 
 Pure functions over JSON-friendly values so that every agent applies the
-agreed delivery report to the agreed outbox and gets the same result.
+agreed delivery report to the agreed outbox and gets the same result. Times
+are block times (unix seconds of the consensus chain), never an agent's clock.
 """
 
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from packages.settleproof.skills.settlement_abci.webhook_retry import (
+    Backoff,
+    Outcome,
+    next_attempt_delay,
+    outcome_of,
+)
 from packages.settleproof.skills.settlement_abci.webhook import WebhookEvent
 
 
+#: Errors are cut to this length in reports and state, so a chatty merchant cannot bloat consensus.
+MAX_ERROR = 200
+
+
 @dataclass(frozen=True, order=True)
-class OutboxEntry:
-    """One event awaiting delivery; `body` never changes after it is created."""
+class OutboxEntry:  # pylint: disable=too-many-instance-attributes
+    """One event awaiting delivery (or, in the dead-letter queue, given up on).
+
+    `id` and `body` never change after the entry is created; the rest records
+    the attempts. `dead_reason` is set only on dead letters.
+    """
 
     id: str
     body: str
     attempts: int = 0
     last_status: int = 0
     last_error: str = ""
+    created_at: int = 0
+    next_attempt_at: int = 0
+    last_attempt_at: int = 0
+    dead_reason: str = ""
 
 
 @dataclass(frozen=True, order=True)
 class DeliveryResult:
-    """What one POST attempt gave: an HTTP status, or 0 with an error for no response."""
+    """What one POST attempt gave (an HTTP status, or 0 with an error for no reply),
+    when it was made, and when the keeper scheduled the next attempt (block times)."""
 
     id: str
     status: int
     error: str = ""
+    attempted_at: int = 0
+    retry_at: int = 0
 
     @property
     def delivered(self) -> bool:
         """A 2xx reply is the merchant's acknowledgement."""
-        return 200 <= self.status < 300
+        return outcome_of(self.status) is Outcome.DELIVERED
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    """When to give up on an event (CONTRACTS.md): 410 at once, other 4xx after
+    `client_error_attempts`, anything else after `max_attempts` or `max_age_seconds`."""
+
+    max_attempts: int = 10
+    client_error_attempts: int = 3
+    max_age_seconds: int = 72 * 3600
 
 
 def dumps(items: Iterable[Any]) -> str:
@@ -51,61 +83,97 @@ def load_results(text: str) -> List[DeliveryResult]:
     return [DeliveryResult(**item) for item in json.loads(text or "[]")]
 
 
-#: Client errors other than these are the merchant refusing the event: retried only a few times.
-RETRIED_CLIENT_ERRORS = (408, 429)
-CLIENT_ERROR_ATTEMPTS = 3
-GONE = 410
-
-
-def attempts_allowed(status: int, max_attempts: int) -> int:
-    """Attempts before dead-lettering after a reply of `status` (CONTRACTS.md): 410 at once,
-    other 4xx (but 408 and 429) after a few, anything else after `max_attempts`."""
-    if status == GONE:
-        return 1
-    if 400 <= status < 500 and status not in RETRIED_CLIENT_ERRORS:
-        return min(max_attempts, CLIENT_ERROR_ATTEMPTS)
-    return max_attempts
-
-
 def used_transactions(processed_keys: Iterable[str]) -> Set[str]:
     """The tx hashes that already paid an invoice (keys are `invoice_uuid:tx_hash`)."""
     return {key.rsplit(":", 1)[1] for key in processed_keys}
 
 
 def enqueue(
-    outbox: Sequence[OutboxEntry], processed_keys: Iterable[str], events: Iterable[WebhookEvent]
+    outbox: Sequence[OutboxEntry],
+    processed_keys: Iterable[str],
+    events: Iterable[WebhookEvent],
+    now: int = 0,
 ) -> Tuple[List[OutboxEntry], List[str]]:
-    """Add new events to the outbox and mark them processed, in one step."""
+    """Add new events to the outbox, due at once, and mark them processed, in one step."""
     processed = set(processed_keys)
     entries = {entry.id: entry for entry in outbox}
     for event in events:
         if event.id not in processed:
             processed.add(event.id)
-            entries[event.id] = OutboxEntry(event.id, event.body)
+            entries[event.id] = OutboxEntry(event.id, event.body, created_at=now, next_attempt_at=now)
     return sorted(entries.values()), sorted(processed)
+
+
+def due(outbox: Sequence[OutboxEntry], now: int, limit: Optional[int] = None) -> List[OutboxEntry]:
+    """The entries whose next attempt time has come, longest waiting first, at most `limit`."""
+    ready = sorted(
+        (e for e in outbox if e.next_attempt_at <= now),
+        key=lambda e: (e.next_attempt_at, e.created_at, e.id),
+    )
+    return ready if limit is None else ready[: max(0, limit)]
+
+
+def attempt_result(  # pylint: disable=too-many-arguments
+    entry: OutboxEntry,
+    status: int,
+    error: str,
+    retry_after: Optional[float],
+    now: int,
+    backoff: Backoff,
+) -> DeliveryResult:
+    """The keeper's report of one attempt made at block time `now`, with the next attempt scheduled
+    (none after a 2xx or a 410)."""
+    retry_at = 0
+    if outcome_of(status) in (Outcome.RETRY, Outcome.REJECTED):
+        retry_at = now + next_attempt_delay(entry.attempts + 1, backoff, retry_after)
+    return DeliveryResult(entry.id, status, error[:MAX_ERROR], now, retry_at)
+
+
+def give_up_reason(entry: OutboxEntry, outcome: Outcome, policy: OutboxPolicy) -> str:
+    """Why a failed entry (its attempts already counted) leaves the outbox, or "" to keep it."""
+    if outcome is Outcome.GONE:
+        return "gone"
+    if outcome is Outcome.REJECTED and entry.attempts >= policy.client_error_attempts:
+        return "rejected"
+    if entry.attempts >= policy.max_attempts:
+        return "max_attempts"
+    if entry.last_attempt_at >= entry.created_at + policy.max_age_seconds:
+        return "max_age"
+    return ""
 
 
 def apply_results(
     outbox: Sequence[OutboxEntry],
     results: Iterable[DeliveryResult],
-    max_attempts: int,
+    policy: OutboxPolicy,
 ) -> Tuple[List[OutboxEntry], List[OutboxEntry], List[str]]:
-    """Apply an agreed delivery report: (remaining outbox, newly dead-lettered, delivered ids)."""
+    """Apply an agreed delivery report: (remaining outbox, newly dead-lettered, delivered ids).
+
+    The next attempt is the keeper's, kept within [attempt time, created + max age],
+    so the last attempt falls at the age limit and a bad report cannot park an event forever.
+    """
     by_id: Dict[str, DeliveryResult] = {result.id: result for result in results}
     remaining, dead, delivered = [], [], []
     for entry in outbox:
         result = by_id.get(entry.id)
         if result is None:
             remaining.append(entry)
-        elif result.delivered:
+            continue
+        if result.delivered:
             delivered.append(entry.id)
+            continue
+        deadline = entry.created_at + policy.max_age_seconds
+        failed = replace(
+            entry,
+            attempts=entry.attempts + 1,
+            last_status=result.status,
+            last_error=result.error[:MAX_ERROR],
+            last_attempt_at=result.attempted_at,
+            next_attempt_at=min(max(result.retry_at, result.attempted_at), deadline),
+        )
+        reason = give_up_reason(failed, outcome_of(result.status), policy)
+        if reason:
+            dead.append(replace(failed, dead_reason=reason))
         else:
-            failed = replace(
-                entry,
-                attempts=entry.attempts + 1,
-                last_status=result.status,
-                last_error=result.error[:200],
-            )
-            limit = attempts_allowed(result.status, max_attempts)
-            (dead if failed.attempts >= limit else remaining).append(failed)
+            remaining.append(failed)
     return remaining, dead, delivered

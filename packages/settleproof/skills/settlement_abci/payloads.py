@@ -21,9 +21,11 @@ class FetchLogsQuorumPayload(BaseTxPayload):
 
 @dataclass(frozen=True)
 class DedupePayload(BaseTxPayload):
-    """The new events this agent derives from the agreed scan (JSON list, sorted by id)."""
+    """The new events this agent derives from the agreed scan (JSON list, sorted by id), and the
+    block time (unix seconds of the block that started the round) they enter the outbox at."""
 
     new_events: str
+    block_time: int
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,17 @@ def quorum_logs(answers: Mapping[str, Optional[Sequence[Transfer]]], quorum: int
     )
 
 
+def contradictions(logs: Sequence[Transfer], result: LogQuorum) -> int:
+    """How many of a provider's logs the quorum refutes, plus accepted logs it left out.
+
+    A log still undecided refutes nobody: the provider that has it may be the honest one.
+    """
+    if not result.ok:
+        return 0
+    mine, accepted = set(logs), set(result.accepted)
+    return len(mine - accepted - set(result.undecided)) + len(accepted - mine)
+
+
 def quorum_blocks(
     answers: Mapping[str, Optional[Mapping[int, Tuple[str, int]]]], quorum: int
 ) -> Dict[int, Tuple[str, int]]:

@@ -98,22 +98,37 @@ class SynchronizedData(BaseSynchronizedData):
 
 
 def state_digest(
-    checkpoint: Optional[int], synchronized_data: SynchronizedData, max_attempts: int
+    checkpoint: Optional[int], synchronized_data: SynchronizedData, policy: outbox_rules.OutboxPolicy
 ) -> Tuple[Optional[int], str, Dict[str, str]]:
     """The state a Checkpoint round commits, and a digest agents vote on.
 
     Returns (checkpoint, digest, values) where values are the serialized keys to store.
     """
     remaining, dead, _ = outbox_rules.apply_results(
-        synchronized_data.outbox, synchronized_data.delivery_report, max_attempts
+        synchronized_data.outbox, synchronized_data.delivery_report, policy
     )
     values = {
         "outbox": outbox_rules.dumps(remaining),
         "dead_letters": outbox_rules.dumps([*synchronized_data.dead_letters, *dead]),
         "processed_keys": json.dumps(synchronized_data.processed_keys, separators=(",", ":")),
     }
+    return checkpoint, _digest(checkpoint, values), values
+
+
+def stored_state_digest(synchronized_data: SynchronizedData) -> str:
+    """The digest of the state `synchronized_data` holds now: equal to a vote's digest once
+    a Checkpoint round committed that vote (CheckpointBehaviour stores only then)."""
+    values = {
+        "outbox": outbox_rules.dumps(synchronized_data.outbox),
+        "dead_letters": outbox_rules.dumps(synchronized_data.dead_letters),
+        "processed_keys": json.dumps(synchronized_data.processed_keys, separators=(",", ":")),
+    }
+    return _digest(synchronized_data.checkpoint, values)
+
+
+def _digest(checkpoint: Optional[int], values: Dict[str, str]) -> str:
     text = json.dumps({"checkpoint": checkpoint, **values}, sort_keys=True)
-    return checkpoint, hashlib.sha256(text.encode()).hexdigest(), values
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class SelectKeeperRound(CollectSameUntilThresholdRound):
@@ -197,16 +212,17 @@ class DedupeRound(CollectSameUntilThresholdRound):
     no_majority_event = Event.NO_MAJORITY
     none_event = Event.NO_MAJORITY
     collection_key = get_name(SynchronizedData.participant_to_votes)
-    selection_key = "new_events"
+    selection_key = ("new_events", "block_time")
 
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
-        """Enqueue the agreed events; skip delivery when nothing is waiting."""
+        """Enqueue the agreed events at the agreed block time; skip delivery when nothing is due."""
         result = super().end_block()
         if result is None or result[1] != Event.DONE:
             return result
         data = cast(SynchronizedData, result[0])
-        events = [WebhookEvent(**e) for e in json.loads(self.most_voted_payload)]
-        entries, processed = outbox_rules.enqueue(data.outbox, data.processed_keys, events)
+        new_events, now = self.most_voted_payload_values
+        events = [WebhookEvent(**e) for e in json.loads(new_events)]
+        entries, processed = outbox_rules.enqueue(data.outbox, data.processed_keys, events, now)
         data = cast(
             SynchronizedData,
             data.update(
@@ -216,7 +232,7 @@ class DedupeRound(CollectSameUntilThresholdRound):
                 delivery_report="[]",
             ),
         )
-        return data, (Event.DONE if entries else Event.NOTHING_TO_DELIVER)
+        return data, (Event.DONE if outbox_rules.due(entries, now) else Event.NOTHING_TO_DELIVER)
 
 
 class DeliverWebhookRound(OnlyKeeperSendsRound):
@@ -264,7 +280,8 @@ class CheckpointRound(CollectSameUntilThresholdRound):
     none_event = Event.NO_MAJORITY
     collection_key = get_name(SynchronizedData.participant_to_votes)
     selection_key = ("checkpoint_vote", "state_digest")
-    max_attempts: int = 10
+    #: When to give up on an event; SharedState.setup sets it from the params.
+    policy: outbox_rules.OutboxPolicy = outbox_rules.OutboxPolicy()
 
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """Store the state whose digest a threshold of agents voted for."""
@@ -272,9 +289,7 @@ class CheckpointRound(CollectSameUntilThresholdRound):
         if result is None or result[1] != Event.DONE:
             return result
         data = cast(SynchronizedData, result[0])
-        checkpoint, digest, values = state_digest(
-            committed_checkpoint(data), data, self.max_attempts
-        )
+        checkpoint, digest, values = state_digest(committed_checkpoint(data), data, self.policy)
         voted = self.most_voted_payload_values
         if (checkpoint_vote(checkpoint), digest) != (voted[0], voted[1]):
             # This agent's view differs from the majority's: never store a state nobody voted for.

@@ -23,6 +23,17 @@ class MalformedReply(ValueError):
     """A provider's reply is not a valid answer; the message says what was wrong."""
 
 
+class RpcError(MalformedReply):
+    """The provider answered with a JSON-RPC error object (kept whole: it may name a usable range)."""
+
+    def __init__(self, code: Any, message: str, data: Any = None) -> None:
+        """Keep the code, the message (first 300 characters) and the optional data."""
+        self.code = code
+        self.message = message[:300]
+        self.data = data
+        super().__init__(f"JSON-RPC error {code}: {message[:200]}")
+
+
 @dataclass(frozen=True, order=True)
 class Transfer:  # pylint: disable=too-many-instance-attributes
     """One decoded `Transfer` log; ordering puts the chain's order first."""
@@ -64,6 +75,29 @@ def rpc_request(request_id: int, method: str, params: Sequence[Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def transfer_filter(
+    from_block: int,
+    to_block: int,
+    tokens: Sequence[str],
+    receivers: Optional[Iterable[str]] = None,
+) -> Dict[str, Any]:
+    """The `eth_getLogs` filter for `Transfer` of the given tokens, always with numeric bounds.
+
+    Receivers filter topic 2 on the server when given; `None` asks for every receiver.
+    """
+    if to_block < from_block:
+        raise ValueError(f"empty block range {from_block}..{to_block}")
+    topics: List[Any] = [TRANSFER_TOPIC, None]
+    if receivers is not None:
+        topics.append(sorted(address_topic(r) for r in set(receivers)))
+    return {
+        "fromBlock": hex(from_block),
+        "toBlock": hex(to_block),
+        "address": sorted(t.lower() for t in tokens),
+        "topics": topics,
+    }
+
+
 def get_logs_request(
     request_id: int,
     from_block: int,
@@ -71,34 +105,26 @@ def get_logs_request(
     tokens: Sequence[str],
     receivers: Optional[Iterable[str]] = None,
 ) -> bytes:
-    """`eth_getLogs` for `Transfer` of the given tokens, always with numeric bounds.
-
-    Receivers filter topic 2 on the server when given; `None` asks for every receiver.
-    """
-    topics: List[Any] = [TRANSFER_TOPIC, None]
-    if receivers is not None:
-        topics.append(sorted(address_topic(r) for r in set(receivers)))
-    log_filter = {
-        "fromBlock": hex(from_block),
-        "toBlock": hex(to_block),
-        "address": sorted(t.lower() for t in tokens),
-        "topics": topics,
-    }
-    return rpc_request(request_id, "eth_getLogs", [log_filter])
+    """`eth_getLogs` for `Transfer` of the given tokens (see `transfer_filter`)."""
+    return rpc_request(
+        request_id, "eth_getLogs", [transfer_filter(from_block, to_block, tokens, receivers)]
+    )
 
 
-def _result(reply: bytes) -> Any:
+def _result(reply: bytes, request_id: Optional[int] = None) -> Any:
     try:
         document = json.loads(reply)
     except (ValueError, UnicodeDecodeError) as error:
         raise MalformedReply(f"not JSON ({error.__class__.__name__})") from None
     if not isinstance(document, dict) or document.get("jsonrpc") != "2.0":
         raise MalformedReply("not a JSON-RPC 2.0 object")
+    if request_id is not None and document.get("id") != request_id:
+        raise MalformedReply(f"reply id {str(document.get('id'))[:40]} for request id {request_id}")
     if "error" in document:
         error = document["error"]
-        message = error.get("message") if isinstance(error, dict) else error
-        code = error.get("code") if isinstance(error, dict) else None
-        raise MalformedReply(f"JSON-RPC error {code}: {str(message)[:200]}")
+        if isinstance(error, dict):
+            raise RpcError(error.get("code"), str(error.get("message")), error.get("data"))
+        raise RpcError(None, str(error))
     if "result" not in document:
         raise MalformedReply("JSON-RPC reply without 'result'")
     return document["result"]
@@ -116,14 +142,14 @@ def _match(value: Any, pattern: "re.Pattern[str]", field: str) -> str:
     return value.lower()
 
 
-def parse_block_number(reply: bytes) -> int:
+def parse_block_number(reply: bytes, request_id: Optional[int] = None) -> int:
     """The head reported by an `eth_blockNumber` reply."""
-    return _quantity(_result(reply), "result")
+    return _quantity(_result(reply, request_id), "result")
 
 
-def parse_block(reply: bytes, number: int) -> Tuple[str, int]:
+def parse_block(reply: bytes, number: int, request_id: Optional[int] = None) -> Tuple[str, int]:
     """(hash, timestamp) of the block asked for from an `eth_getBlockByNumber` reply."""
-    block = _result(reply)
+    block = _result(reply, request_id)
     if not isinstance(block, dict):
         raise MalformedReply(f"block {number} not found")
     if _quantity(block.get("number"), "number") != number:
@@ -138,6 +164,8 @@ def _parse_log(
 ) -> Optional[Transfer]:
     if not isinstance(log, dict):
         raise MalformedReply("a log entry is not an object")
+    if log.get("removed", False) not in (True, False):
+        raise MalformedReply(f"field 'removed': {str(log.get('removed'))[:20]!r} is not a boolean")
     if log.get("removed") is True:
         return None
     token = _match(log.get("address"), ADDRESS_RE, "address")
@@ -171,11 +199,20 @@ def _parse_log(
     )
 
 
-def parse_logs(
-    reply: bytes, from_block: int, to_block: int, tokens: Sequence[str]
+def parse_logs(  # pylint: disable=too-many-arguments
+    reply: bytes,
+    from_block: int,
+    to_block: int,
+    tokens: Sequence[str],
+    receivers: Optional[Iterable[str]] = None,
+    request_id: Optional[int] = None,
 ) -> List[Transfer]:
-    """The `Transfer` logs of an `eth_getLogs` reply, in chain order; removed logs dropped."""
-    result = _result(reply)
+    """The `Transfer` logs of an `eth_getLogs` reply, in chain order; removed logs dropped.
+
+    With `receivers`, a log to anyone else is refused: the request filtered on
+    them, so an honest provider never returns it.
+    """
+    result = _result(reply, request_id)
     if not isinstance(result, list):
         raise MalformedReply("eth_getLogs result is not a list")
     lowered = [t.lower() for t in tokens]
@@ -184,4 +221,11 @@ def parse_logs(
     positions = [t.position for t in kept]
     if len(set(positions)) != len(positions):
         raise MalformedReply("two logs share a (block, log index)")
+    if len({(t.block_number, t.block_hash) for t in kept}) != len({t.block_number for t in kept}):
+        raise MalformedReply("two logs of one block name different block hashes")
+    if receivers is not None:
+        wanted = {r.lower() for r in receivers}
+        for transfer in kept:
+            if transfer.receiver not in wanted:
+                raise MalformedReply(f"log to {transfer.receiver}, which was not asked for")
     return kept

@@ -1,6 +1,15 @@
 """Models of the chained skill: the settlement parameters and the chained app's shared state."""
 
+from packages.settleproof.skills.settlement_abci.metrics import (
+    Metrics as SettlementMetrics,
+)
+from packages.settleproof.skills.settlement_abci.models import (
+    DurableStore as SettlementDurableStore,
+)
 from packages.settleproof.skills.settlement_abci.models import Params as SettlementParams
+from packages.settleproof.skills.settlement_abci.models import (
+    RpcHealth as SettlementRpcHealth,
+)
 from packages.settleproof.skills.settlement_abci.rounds import CheckpointRound
 from packages.settleproof.skills.settlement_abci.rounds import Event as SettlementEvent
 from packages.settleproof.skills.settleproof_chained_abci.composition import (
@@ -22,6 +31,9 @@ MARGIN = 5
 Requests = BaseRequests
 BenchmarkTool = BaseBenchmarkTool
 Params = SettlementParams
+Metrics = SettlementMetrics
+DurableStore = SettlementDurableStore
+RpcHealth = SettlementRpcHealth
 
 
 class SharedState(BaseSharedState):
@@ -39,4 +51,4 @@ class SharedState(BaseSharedState):
         timeouts[ResetPauseEvent.RESET_AND_PAUSE_TIMEOUT] = (
             params.reset_pause_duration + MARGIN
         )
-        CheckpointRound.max_attempts = params.settings.webhook_max_attempts
+        CheckpointRound.policy = params.outbox_policy

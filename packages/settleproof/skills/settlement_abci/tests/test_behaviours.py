@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, c
 from unittest import mock
 
 import pytest
-from standardwebhooks import Webhook
 
 from packages.settleproof.skills.settlement_abci.agreement import (
     Agreement,
@@ -41,22 +40,14 @@ from packages.settleproof.skills.settlement_abci.behaviours import (
     SettlementRoundBehaviour,
 )
 from packages.settleproof.skills.settlement_abci.models import Params
-from packages.settleproof.skills.settlement_abci.outbox import (
-    DeliveryResult,
-    OutboxEntry,
-    dumps,
-)
 from packages.settleproof.skills.settlement_abci.payloads import (
-    CheckpointPayload,
     DedupePayload,
-    DeliverWebhookPayload,
     FetchLogsQuorumPayload,
     KeeperFailoverPayload,
     SelectKeeperPayload,
 )
 from packages.settleproof.skills.settlement_abci.rounds import (
     Event,
-    FinishedSettlementRound,
     SettlementAbciApp,
     SynchronizedData,
 )
@@ -64,7 +55,6 @@ from packages.settleproof.skills.settlement_abci.tests.test_rounds import (
     PAYER,
     RECEIVER,
     TOKEN,
-    digest_of,
     make_invoice,
     make_payment,
     make_transfer,
@@ -81,9 +71,6 @@ from packages.valory.connections.http_client.connection import (
 from packages.valory.protocols.http import HttpMessage
 from packages.valory.skills.abstract_round_abci import behaviour_utils
 from packages.valory.skills.abstract_round_abci.base import AbciAppDB
-from packages.valory.skills.abstract_round_abci.behaviour_utils import (
-    make_degenerate_behaviour,
-)
 from packages.valory.skills.abstract_round_abci.behaviours import BaseBehaviour
 from packages.valory.skills.abstract_round_abci.test_tools.base import (
     FSMBehaviourBaseCase,
@@ -269,6 +256,11 @@ class SettlementFSMBehaviourBaseCase(FSMBehaviourBaseCase):
         """Load the skill with valid SETTLEPROOF_* args."""
         args = {**TEST_SETTINGS, **cls.settings_overrides}
         super().setup_class(config_overrides={"models": {"params": {"args": args}}}, **kwargs)
+
+    def setup_method(self, **kwargs: Any) -> None:
+        """Each test starts with fresh provider breakers and metrics (an agent keeps them across periods)."""
+        super().setup_method(**kwargs)
+        self.skill.skill_context.rpc_health.reset()
 
     @property
     def params(self) -> Params:
@@ -547,10 +539,13 @@ class TestDedupeBehaviour(SettlementFSMBehaviourBaseCase):
         """Run the behaviour and return the events of its payload."""
         data = sync_data(agreement=agreement.to_json(), processed_keys=json.dumps(processed))
         self.go_to(DedupeBehaviour, data)
+        round_sequence = self.skill.skill_context.state.round_sequence
+        round_sequence._last_round_transition_timestamp = datetime.datetime.fromtimestamp(1_700_000_123.9)
         with self.capture_payload() as send:
             self.behaviour.act_wrapper()
         payload = sent_payload(send)
         assert isinstance(payload, DedupePayload) and payload.sender == AGENT
+        assert payload.block_time == 1_700_000_123  # the block that started the round, whole seconds
         self.assert_quantity_in_outbox(0)
         self.finish_round(Event.DONE, DeliverWebhookBehaviour)
         return json.loads(payload.new_events)
@@ -585,132 +580,6 @@ class TestDedupeBehaviour(SettlementFSMBehaviourBaseCase):
         assert self.new_events(Agreement(100, 99), []) == []
 
 
-# --------------------------------------------------------------------------- DeliverWebhook
-
-
-def outbox_entry(payment: Payment, uuid: str, attempts: int = 0) -> OutboxEntry:
-    """An outbox entry as Dedupe stores it."""
-    body = json.dumps(expected_body(uuid, payment), separators=(",", ":"))
-    return OutboxEntry(f"{uuid}:{payment.transfer.tx_hash}", body, attempts)
-
-
-ENTRIES = [
-    outbox_entry(make_payment(101, n=1), "inv-a"),
-    outbox_entry(make_payment(102, n=2), "inv-b", attempts=2),
-    outbox_entry(make_payment(103, n=3), "inv-c"),
-    outbox_entry(make_payment(104, n=4), "inv-d"),
-]
-
-
-class MerchantWebhook:
-    """Answers webhooks by invoice: a 2xx, a 503, a connection error, or nothing at all."""
-
-    def __init__(self, secrets: List[str]) -> None:
-        """Verify every request with each of the secrets."""
-        self.secrets = secrets
-        self.received: List[Tuple[Dict[str, str], bytes]] = []
-
-    def __call__(self, request: HttpMessage) -> Optional[Tuple[int, bytes]]:
-        """Verify the request as a Standard Webhooks receiver would, then answer."""
-        headers = parse_headers(request.headers)
-        for secret in self.secrets:
-            assert Webhook(secret).verify(request.body, headers)["id"] == headers["webhook-id"]
-        self.received.append((headers, request.body))
-        uuid = json.loads(request.body)["data"]["invoice_uuid"]
-        return {
-            "inv-a": (200, b"ok"),
-            "inv-b": (503, b"busy"),
-            "inv-c": (600, b"Cannot connect to host merchant.test"),
-            "inv-d": None,
-        }[uuid]
-
-
-class TestDeliverWebhookBehaviour(SettlementFSMBehaviourBaseCase):
-    """The keeper POSTs the outbox with Standard Webhooks headers; the others send nothing."""
-
-    def deliver(self, keeper: str = AGENT) -> Tuple[MerchantWebhook, List[List[HttpMessage]], Any]:
-        """Run the behaviour as the given keeper, with ENTRIES waiting."""
-        self.go_to(
-            DeliverWebhookBehaviour,
-            sync_data(most_voted_keeper_address=keeper, outbox=dumps(ENTRIES)),
-        )
-        merchant = MerchantWebhook([SECRET])
-        network = FakeNetwork({}, webhook=merchant)
-        with self.capture_payload() as send:
-            batches = self.serve(network)
-        return merchant, batches, sent_payload(send)
-
-    def test_keeper_posts_signed_webhooks_and_reports(self) -> None:
-        """Every request verifies; ids, idempotency keys and bodies are the stored ones; the report says what happened."""
-        merchant, batches, payload = self.deliver()
-        assert [len(b) for b in batches] == [4]
-        assert all(r.method == "POST" and r.url == WEBHOOK_URL for r in batches[0])
-        by_id = {e.id: e for e in ENTRIES}
-        assert len(merchant.received) == 4
-        for headers, body in merchant.received:
-            entry = by_id[headers["webhook-id"]]
-            assert body == entry.body.encode()
-            assert headers["Idempotency-Key"] == entry.id
-            assert headers["Content-Type"] == "application/json"
-            assert headers["webhook-signature"].startswith("v1,") and " " not in headers["webhook-signature"]
-        assert isinstance(payload, DeliverWebhookPayload) and payload.sender == AGENT
-        assert payload.delivery_report == dumps(
-            [
-                DeliveryResult(ENTRIES[0].id, 200),
-                DeliveryResult(ENTRIES[1].id, 503),
-                DeliveryResult(ENTRIES[2].id, 0, "Cannot connect to host merchant.test"),
-                DeliveryResult(ENTRIES[3].id, 0, "timed out"),
-            ]
-        )
-        self.finish_round(Event.DONE, CheckpointBehaviour)
-
-    def test_concurrency_limits_each_batch(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """webhook_concurrency=3: four events go out as a batch of 3, then 1."""
-        monkeypatch.setitem(self.params.__dict__, "webhook_concurrency", 3)
-        merchant, batches, payload = self.deliver()
-        assert [len(b) for b in batches] == [3, 1]
-        assert len(json.loads(payload.delivery_report)) == 4
-        assert len(merchant.received) == 4
-
-    def test_non_keeper_sends_nothing(self) -> None:
-        """agent_2 is the keeper: this agent neither POSTs nor sends a payload, and just waits for the round."""
-        self.go_to(
-            DeliverWebhookBehaviour,
-            sync_data(most_voted_keeper_address="agent_2", outbox=dumps(ENTRIES)),
-        )
-        with self.capture_payload() as send:
-            self.behaviour.act_wrapper()
-            self.behaviour.act_wrapper()
-        send.assert_not_called()
-        self.assert_quantity_in_outbox(0)
-        self.assert_quantity_in_decision_making_queue(0)
-        self._test_done_flag_set()
-        self.end_round(Event.DONE)
-        assert self.current.behaviour_id == CheckpointBehaviour.auto_behaviour_id()
-
-
-class TestDeliverWebhookDuringRotation(SettlementFSMBehaviourBaseCase):
-    """With SETTLEPROOF_WEBHOOK_SECRET_NEXT set, each request carries two signatures."""
-
-    settings_overrides = {"webhook_secret_next": SECRET_NEXT}
-
-    def test_both_secrets_verify(self) -> None:
-        """A receiver with either the old or the new secret accepts every request."""
-        self.go_to(
-            DeliverWebhookBehaviour,
-            sync_data(most_voted_keeper_address=AGENT, outbox=dumps(ENTRIES[:1])),
-        )
-        merchant = MerchantWebhook([SECRET, SECRET_NEXT])
-        with self.capture_payload() as send:
-            self.serve(FakeNetwork({}, webhook=merchant))
-        (headers, _), = merchant.received
-        assert len(headers["webhook-signature"].split(" ")) == 2
-        assert json.loads(sent_payload(send).delivery_report) == [
-            {"id": ENTRIES[0].id, "status": 200, "error": ""}
-        ]
-        self.finish_round(Event.DONE, CheckpointBehaviour)
-
-
 # --------------------------------------------------------------------------- KeeperFailover
 
 
@@ -737,45 +606,6 @@ class TestKeeperFailoverBehaviour(SettlementFSMBehaviourBaseCase):
             self.behaviour.act_wrapper()
         assert sent_payload(send).failovers == 4
         self.finish_round(Event.ALL_KEEPERS_FAILED, CheckpointBehaviour)
-
-
-# --------------------------------------------------------------------------- Checkpoint
-
-
-class TestCheckpointBehaviour(SettlementFSMBehaviourBaseCase):
-    """CheckpointBehaviour votes for the state the round will commit."""
-
-    def vote(self, data: SynchronizedData) -> CheckpointPayload:
-        """Run the behaviour and return its payload."""
-        self.go_to(CheckpointBehaviour, data)
-        with self.capture_payload() as send:
-            self.behaviour.act_wrapper()
-        payload = sent_payload(send)
-        self.finish_round(Event.DONE, make_degenerate_behaviour(FinishedSettlementRound))
-        return payload
-
-    def test_votes_for_applied_report_and_range_end(self) -> None:
-        """Checkpoint 99, scan 100..110, report (delivered, 503 on an entry at 9 attempts): vote 110 and that state's digest."""
-        delivered = ENTRIES[0]
-        dying = replace(ENTRIES[1], attempts=9)
-        report = [DeliveryResult(delivered.id, 200), DeliveryResult(dying.id, 503)]
-        processed = sorted([delivered.id, dying.id])
-        data = sync_data(
-            checkpoint=99,
-            agreement=Agreement(100, 110).to_json(),
-            outbox=dumps([delivered, dying]),
-            processed_keys=json.dumps(processed),
-            delivery_report=dumps(report),
-        )
-        payload = self.vote(data)
-        assert self.params.settings.webhook_max_attempts == 10
-        expected_dead = [replace(dying, attempts=10, last_status=503)]
-        assert same_payload(payload, CheckpointPayload(AGENT, 110, digest_of(110, [], expected_dead, processed)))
-
-    def test_first_period_without_agreement_votes_minus_one(self) -> None:
-        """Nothing agreed yet (-1..-2) and no checkpoint: vote -1 (no checkpoint) with an empty state."""
-        payload = self.vote(sync_data(agreement=Agreement(-1, -2).to_json()))
-        assert same_payload(payload, CheckpointPayload(AGENT, -1, digest_of(None, [], [], [])))
 
 
 # --------------------------------------------------------------------------- shared parts

@@ -1,25 +1,32 @@
-"""Outbox transitions: enqueue once, remove on 2xx, count failures, dead-letter, never rewrite."""
+"""Outbox transitions: enqueue once, deliver what is due, remove on 2xx, schedule retries, dead-letter."""
 
 import json
+import random
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from packages.settleproof.skills.settlement_abci.outbox import (
-    CLIENT_ERROR_ATTEMPTS,
+    MAX_ERROR,
     DeliveryResult,
     OutboxEntry,
+    OutboxPolicy,
     apply_results,
+    attempt_result,
+    due,
     dumps,
     enqueue,
     load_entries,
     load_results,
     used_transactions,
 )
+from packages.settleproof.skills.settlement_abci.webhook_retry import Backoff
 from packages.settleproof.skills.settlement_abci.tests.strategies import examples, tx_hash
 from packages.settleproof.skills.settlement_abci.webhook import WebhookEvent
 
 
+T0 = 1_700_000_000
 KEYS = [f"inv-{u}:{tx_hash(t)}" for u in "abc" for t in (1, 2)]
 keys = st.sampled_from(KEYS)
 events = st.builds(lambda key, n: WebhookEvent(key, json.dumps({"id": key, "n": n})), keys, st.integers(0, 3))
@@ -31,20 +38,31 @@ entries = st.lists(
         attempts=st.integers(0, 9),
         last_status=st.sampled_from([0, 500, 503]),
         last_error=st.sampled_from(["", "timeout"]),
+        created_at=st.integers(T0 - 4 * 86400, T0),
+        next_attempt_at=st.integers(T0 - 100, T0 + 100),
     ),
     unique_by=lambda e: e.id,
     max_size=5,
 )
 statuses = st.sampled_from([0, 200, 201, 204, 299, 300, 302, 400, 404, 408, 410, 422, 429, 500, 502, 503])
 errors = st.sampled_from(["", "timeout", "x" * 300])
-results = st.lists(st.builds(DeliveryResult, keys, statuses, errors), unique_by=lambda r: r.id)
+results = st.lists(
+    st.builds(DeliveryResult, keys, statuses, errors, st.just(T0), st.integers(T0, T0 + 10**6)),
+    unique_by=lambda r: r.id,
+)
+policies = st.builds(
+    OutboxPolicy,
+    max_attempts=st.integers(1, 10),
+    client_error_attempts=st.integers(1, 5),
+    max_age_seconds=st.sampled_from([3600, 72 * 3600]),
+)
 
 
 @examples(100)
 @given(entries, st.lists(keys, unique=True), st.lists(events, max_size=6))
 def test_enqueue_marks_processed_and_enqueues_together_once(outbox, processed, new_events):
-    """An event enters the outbox iff its id was not processed; then it is processed."""
-    queued, now_processed = enqueue(outbox, processed, new_events)
+    """An event enters the outbox iff its id was not processed; then it is processed, due at once."""
+    queued, now_processed = enqueue(outbox, processed, new_events, T0)
     fresh = {e.id for e in new_events} - set(processed)
     assert set(now_processed) == set(processed) | fresh
     assert now_processed == sorted(now_processed)
@@ -56,18 +74,18 @@ def test_enqueue_marks_processed_and_enqueues_together_once(outbox, processed, n
         first_body.setdefault(event.id, event.body)
     for entry in queued:
         if entry.id in fresh:
-            assert entry == OutboxEntry(entry.id, first_body[entry.id])
+            assert entry == OutboxEntry(entry.id, first_body[entry.id], created_at=T0, next_attempt_at=T0)
         else:
             assert entry in outbox
-    again, processed_again = enqueue(queued, now_processed, new_events)
+    again, processed_again = enqueue(queued, now_processed, new_events, T0 + 60)
     assert again == queued and processed_again == now_processed
 
 
 @examples(100)
-@given(entries, results, st.integers(min_value=1, max_value=10))
-def test_apply_results(outbox, report, max_attempts):
-    """2xx removes; any other outcome counts an attempt; dead-lettered at max_attempts, or at once on 410."""
-    remaining, dead, delivered = apply_results(outbox, report, max_attempts)
+@given(entries, results, policies)
+def test_apply_results(outbox, report, policy):
+    """2xx removes; any other outcome counts an attempt and keeps id and body; the give-up rules of CONTRACTS.md."""
+    remaining, dead, delivered = apply_results(outbox, report, policy)
     by_id = {r.id: r for r in report}
     assert len(remaining) + len(dead) + len(delivered) == len(outbox)
     for entry in outbox:
@@ -79,55 +97,108 @@ def test_apply_results(outbox, report, max_attempts):
             assert entry.id in delivered
             continue
         (after,) = [e for e in remaining + dead if e.id == entry.id]
-        assert (after.id, after.body) == (entry.id, entry.body)
+        assert (after.id, after.body, after.created_at) == (entry.id, entry.body, entry.created_at)
         assert after.attempts == entry.attempts + 1
-        assert after.last_status == result.status
-        assert after.last_error == result.error[:200]
-        if result.status == 410:
-            limit = 1
-        elif 400 <= result.status < 500 and result.status not in (408, 429):
-            limit = min(max_attempts, CLIENT_ERROR_ATTEMPTS)
-        else:  # no reply, redirect, 408, 429, 5xx: retried with backoff
-            limit = max_attempts
-        assert (after in dead) == (after.attempts >= limit)
-        assert (after in remaining) == (after.attempts < limit)
+        assert (after.last_status, after.last_error) == (result.status, result.error[:MAX_ERROR])
+        assert after.last_attempt_at == result.attempted_at
+        deadline = entry.created_at + policy.max_age_seconds
+        assert after.next_attempt_at == min(max(result.retry_at, result.attempted_at), deadline)
+        client_error = 400 <= result.status < 500 and result.status not in (408, 429)
+        expected = (
+            "gone" if result.status == 410
+            else "rejected" if client_error and after.attempts >= policy.client_error_attempts
+            else "max_attempts" if after.attempts >= policy.max_attempts
+            else "max_age" if result.attempted_at >= entry.created_at + policy.max_age_seconds
+            else ""
+        )
+        assert after.dead_reason == expected
+        assert (after in dead) == bool(expected)
 
 
 def test_retry_then_dead_letter_at_max_attempts():
     """A merchant answering 503 three times: the entry dies on the third of three attempts."""
-    outbox = [OutboxEntry("inv-a:" + tx_hash(1), '{"id":"inv-a"}')]
-    failure = [DeliveryResult(outbox[0].id, 503, "")]
-    outbox, dead, _ = apply_results(outbox, failure, 3)
-    outbox, dead, _ = apply_results(outbox, failure, 3)
-    assert dead == [] and outbox[0].attempts == 2
-    outbox, dead, delivered = apply_results(outbox, failure, 3)
-    assert outbox == [] and delivered == []
-    assert dead == [OutboxEntry("inv-a:" + tx_hash(1), '{"id":"inv-a"}', 3, 503, "")]
+    policy = OutboxPolicy(max_attempts=3)
+    outbox = [OutboxEntry("inv-a:" + tx_hash(1), '{"id":"inv-a"}', created_at=T0, next_attempt_at=T0)]
+    for attempt in range(3):
+        now = T0 + 100 * attempt
+        failure = [DeliveryResult(outbox[0].id, 503, "", now, now + 50)] if outbox else []
+        outbox, dead, _ = apply_results(outbox, failure, policy)
+        if attempt < 2:
+            assert dead == [] and outbox[0].attempts == attempt + 1 and outbox[0].next_attempt_at == now + 50
+    assert outbox == []
+    assert dead == [
+        OutboxEntry("inv-a:" + tx_hash(1), '{"id":"inv-a"}', 3, 503, "", T0, T0 + 250, T0 + 200, "max_attempts")
+    ]
 
 
 def test_gone_is_dead_lettered_at_once():
     """CONTRACTS.md: 410 = dead-lettered at once."""
     entry = OutboxEntry("inv-a:" + tx_hash(1), "{}")
-    remaining, dead, _ = apply_results([entry], [DeliveryResult(entry.id, 410)], 10)
-    assert remaining == [] and [d.id for d in dead] == [entry.id]
+    remaining, dead, _ = apply_results([entry], [DeliveryResult(entry.id, 410, "", T0)], OutboxPolicy())
+    assert remaining == [] and [(d.id, d.attempts, d.dead_reason) for d in dead] == [(entry.id, 1, "gone")]
 
 
-def test_other_4xx_is_dead_lettered_after_a_few_attempts_but_429_and_408_retry():
-    """CONTRACTS.md: other 4xx are dead-lettered after a few attempts, well before max_attempts."""
-    for status, expected_dead in ((400, True), (404, True), (422, True), (408, False), (429, False)):
-        outbox = [OutboxEntry("inv-a:" + tx_hash(1), "{}")]
-        for _ in range(5):
-            outbox, dead, _ = apply_results(outbox, [DeliveryResult(outbox[0].id, status)], 10)
-            if dead:
-                break
-        assert bool(dead) == expected_dead, status
+def test_other_4xx_is_dead_lettered_after_the_configured_attempts_but_429_and_408_retry():
+    """Other 4xx die after `client_error_attempts` (here 2), well before max_attempts; 408/429 keep retrying."""
+    policy = OutboxPolicy(max_attempts=10, client_error_attempts=2)
+    for status, dies_after in ((400, 2), (404, 2), (422, 2), (408, None), (429, None)):
+        outbox, dead, tries = [OutboxEntry("inv-a:" + tx_hash(1), "{}", created_at=T0)], [], 0
+        while outbox and tries < 5:
+            tries += 1
+            outbox, dead, _ = apply_results(outbox, [DeliveryResult(outbox[0].id, status, "", T0)], policy)
+        assert (tries if dead else None) == dies_after, status
+
+
+def test_max_age_dead_letters_and_caps_the_schedule():
+    """Retries never go past created + max age; a failed attempt at that age is the last one."""
+    policy = OutboxPolicy(max_attempts=10, max_age_seconds=3600)
+    entry = OutboxEntry("a:" + tx_hash(1), "{}", created_at=T0)
+    remaining, dead, _ = apply_results([entry], [DeliveryResult(entry.id, 503, "", T0 + 3000, T0 + 9000)], policy)
+    assert dead == [] and remaining[0].next_attempt_at == T0 + 3600
+    remaining, dead, _ = apply_results(remaining, [DeliveryResult(entry.id, 503, "", T0 + 3600, T0 + 9000)], policy)
+    assert remaining == [] and dead[0].dead_reason == "max_age"
 
 
 def test_delivered_and_untouched():
     """A 2xx removes the entry; an entry without a result is left exactly as it was."""
     sent, waiting = OutboxEntry("a:" + tx_hash(1), "{}", 4), OutboxEntry("b:" + tx_hash(2), "{}", 1, 500)
-    remaining, dead, delivered = apply_results([sent, waiting], [DeliveryResult(sent.id, 204)], 5)
+    remaining, dead, delivered = apply_results([sent, waiting], [DeliveryResult(sent.id, 204)], OutboxPolicy(5))
     assert (remaining, dead, delivered) == ([waiting], [], [sent.id])
+
+
+@examples(100)
+@given(entries, st.integers(T0 - 200, T0 + 200), st.one_of(st.none(), st.integers(0, 6)))
+def test_due_is_what_has_come_longest_waiting_first(outbox, now, limit):
+    """Only entries whose time has come, oldest schedule first, at most `limit`."""
+    chosen = due(outbox, now, limit)
+    ready = [e for e in outbox if e.next_attempt_at <= now]
+    assert len(chosen) == (len(ready) if limit is None else min(limit, len(ready)))
+    assert all(e.next_attempt_at <= now for e in chosen)
+    assert [e.next_attempt_at for e in chosen] == sorted(e.next_attempt_at for e in chosen)
+    left = [e for e in ready if e not in chosen]
+    if chosen:
+        assert all(chosen[-1].next_attempt_at <= e.next_attempt_at for e in left)
+
+
+@examples(100)
+@given(
+    st.integers(0, 12),
+    st.sampled_from([0, 200, 204, 302, 400, 408, 410, 429, 500, 503]),
+    st.one_of(st.none(), st.floats(0, 10**6)),
+)
+def test_attempt_result_schedules_failures_only(attempts, status, retry_after):
+    """Delivered or gone: no next attempt. Otherwise after the backoff, never before Retry-After."""
+    random.seed(attempts)
+    backoff = Backoff(30, 3600)
+    entry = OutboxEntry("a:" + tx_hash(1), "{}", attempts)
+    result = attempt_result(entry, status, "e" * 500, retry_after, T0, backoff)
+    assert (result.id, result.status, result.attempted_at) == (entry.id, status, T0)
+    assert result.error == "e" * MAX_ERROR
+    if 200 <= status < 300 or status == 410:
+        assert result.retry_at == 0
+    else:
+        assert result.retry_at >= T0 + (retry_after or 0)
+        assert result.retry_at <= T0 + max(3600, retry_after or 0) + 1
 
 
 def test_used_transactions_are_the_tx_hashes_of_processed_keys():
@@ -139,8 +210,10 @@ def test_used_transactions_are_the_tx_hashes_of_processed_keys():
 @examples(50)
 @given(entries, results)
 def test_serialisation_round_trips_canonically(outbox, report):
-    """Agents store and vote on these bytes: sorted, canonical, lossless."""
+    """Agents store and vote on these bytes: sorted, canonical, lossless; older entries load with defaults."""
     assert load_entries(dumps(outbox)) == sorted(outbox)
     assert dumps(reversed(outbox)) == dumps(outbox)
     assert load_results(dumps(report)) == sorted(report)
     assert load_entries("") == [] and load_results("") == []
+    old = '[{"attempts":2,"body":"{}","id":"a","last_error":"","last_status":503}]'
+    assert load_entries(old) == [replace(OutboxEntry("a", "{}"), attempts=2, last_status=503)]

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from packages.settleproof.skills.settlement_abci.quorum import (
+    contradictions,
     quorum_blocks,
     quorum_head,
     quorum_logs,
@@ -236,3 +237,37 @@ def test_two_versions_of_one_log_reaching_quorum_are_both_held_back():
     assert result.ok and result.accepted == ()
     assert set(result.undecided) == {one, two}
     assert result.safe_through(200) == one.block_number - 1
+
+
+# --- contradictions ---------------------------------------------------------------
+
+
+@examples(100)
+@given(answers_and_quorum())
+def test_contradictions_blame_only_what_the_quorum_refutes(data):
+    """A provider is blamed for each log it returned that is neither accepted nor still undecided,
+    and for each accepted log it left out; when the quorum failed, nobody is blamed."""
+    answers, quorum = data
+    result = quorum_logs(answers, quorum)
+    for logs in answers.values():
+        if logs is None:
+            continue
+        blamed = contradictions(logs, result)
+        if not result.ok:
+            assert blamed == 0
+            continue
+        extra = set(logs) - set(result.accepted) - set(result.undecided)
+        assert blamed == len(extra) + len(set(result.accepted) - set(logs))
+        if set(logs) == set(result.accepted):
+            assert blamed == 0
+
+
+def test_the_honest_provider_with_an_undecided_log_is_not_blamed():
+    """a has a log b lacks while c is down: undecided, so neither a nor b is blamed yet."""
+    seen = make_transfer(block_number=103)
+    result = quorum_logs({"a": [seen], "b": [], "c": None}, 2)
+    assert contradictions([seen], result) == 0
+    assert contradictions([], result) == 0
+    liar = variant(seen, 5)
+    result = quorum_logs({"a": [seen], "b": [seen], "c": [liar]}, 2)
+    assert (contradictions([seen], result), contradictions([liar], result)) == (0, 2)

@@ -25,6 +25,7 @@ from packages.settleproof.skills.settlement_abci.tests.strategies import (
 from packages.settleproof.skills.settlement_abci.transfers import (
     TRANSFER_TOPIC,
     MalformedReply,
+    RpcError,
     Transfer,
     address_topic,
     get_logs_request,
@@ -32,6 +33,7 @@ from packages.settleproof.skills.settlement_abci.transfers import (
     parse_block_number,
     parse_logs,
     rpc_request,
+    transfer_filter,
 )
 
 
@@ -231,3 +233,52 @@ def test_block_reply_malformations():
         parse_block_number(rpc_reply(100))
     with pytest.raises(MalformedReply, match="-32603"):
         parse_block_number(rpc_error(-32603, "internal error"))
+
+
+# --- what the reader relies on ----------------------------------------------------
+
+
+def test_json_rpc_errors_keep_code_message_and_data():
+    """A range refusal must reach the chunker whole: code, message and the range Infura suggests."""
+    reply = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "error": {"code": -32005, "message": "query returned more than 10000 results",
+                                               "data": {"from": "0x64", "to": "0x95"}}}
+    ).encode()
+    with pytest.raises(RpcError) as caught:
+        parse_logs(reply, 100, 110, [TOKENS[0]])
+    assert (caught.value.code, caught.value.data) == (-32005, {"from": "0x64", "to": "0x95"})
+    assert caught.value.message == "query returned more than 10000 results"
+    assert isinstance(caught.value, MalformedReply)
+
+
+def test_reply_must_answer_the_request_id():
+    """A reply to another request (a confused proxy, a replayed cache) is refused."""
+    assert parse_block_number(rpc_reply("0x10", request_id=7), request_id=7) == 16
+    with pytest.raises(MalformedReply, match="reply id 8 for request id 7"):
+        parse_block_number(rpc_reply("0x10", request_id=8), request_id=7)
+    with pytest.raises(MalformedReply, match="for request id 3"):
+        parse_logs(rpc_reply([], request_id=4), 100, 110, [TOKENS[0]], request_id=3)
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([log_entry(LOG, removed="false")], "field 'removed'"),
+        ([log_entry(LOG, removed=None)], "field 'removed'"),
+        ([log_entry(LOG), log_entry(make_transfer(block_number=105, log_index=4), blockHash="0x" + "ee" * 32)],
+         "different block hashes"),
+        ([log_entry(make_transfer(block_number=105, receiver=RECEIVERS[2]))], "which was not asked for"),
+    ],
+    ids=["removed as a string", "removed as null", "one block, two hashes", "receiver not asked for"],
+)
+def test_more_malformations(entries, message):
+    """Replies an honest node never sends for our filter."""
+    with pytest.raises(MalformedReply, match=re.escape(message)):
+        parse_logs(rpc_reply(entries), 100, 110, [TOKENS[0]], receivers=RECEIVERS[:2])
+
+
+def test_filter_refuses_an_empty_range():
+    """Bounds are always explicit numbers, and never backwards."""
+    assert transfer_filter(5, 5, [TOKENS[0]])["fromBlock"] == "0x5"
+    with pytest.raises(ValueError):
+        transfer_filter(6, 5, [TOKENS[0]])

@@ -2,11 +2,15 @@
 
 from pathlib import Path
 from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 import yaml
 
 from packages.settleproof.skills.settlement_abci import handlers
+from packages.settleproof.skills.settlement_abci.payloads import SelectKeeperPayload
+from packages.valory.protocols.abci import AbciMessage
+from packages.valory.skills.abstract_round_abci.base import Transaction
 from packages.valory.skills.abstract_round_abci import handlers as framework
 
 
@@ -16,7 +20,6 @@ SKILL_YAML = Path(__file__).parents[1] / "skill.yaml"
 @pytest.mark.parametrize(
     "name, framework_cls",
     [
-        ("ABCIHandler", framework.ABCIRoundHandler),
         ("HttpHandler", framework.HttpHandler),
         ("SigningHandler", framework.SigningHandler),
         ("LedgerApiHandler", framework.LedgerApiHandler),
@@ -36,3 +39,27 @@ def test_skill_yaml_declares_the_handlers() -> None:
     assert set(declared) == {"abci", "http", "signing", "ledger_api", "contract_api", "tendermint", "ipfs"}
     for config in declared.values():
         assert hasattr(handlers, config["class_name"]), config["class_name"]
+
+
+@pytest.mark.parametrize(
+    "tx", [b"\xff\xfe", b"not json", b'{"payload": {}}', b'{"payload": "x", "signature": 1}']
+)
+@pytest.mark.parametrize("method, performative", [
+    ("check_tx", AbciMessage.Performative.RESPONSE_CHECK_TX),
+    ("deliver_tx", AbciMessage.Performative.RESPONSE_DELIVER_TX),
+])
+def test_undecodable_tx_is_rejected_not_raised(tx: bytes, method: str, performative: Any) -> None:
+    """A tx that does not decode gets an error code back; the framework alone would raise."""
+    handler = handlers.ABCIHandler(name="abci", skill_context=MagicMock())
+    dialogue = MagicMock()
+    getattr(handler, method)(MagicMock(tx=tx), dialogue)
+    reply = dialogue.reply.call_args.kwargs
+    assert reply["performative"] == performative
+    assert reply["code"] != 0 and reply["info"] == handlers.UNDECODABLE
+
+
+def test_a_well_formed_tx_is_decodable() -> None:
+    """Only undecodable txs are short-circuited; real ones go to the framework's checks."""
+    payload = SelectKeeperPayload(sender="0x" + "1" * 40, keeper="0x" + "2" * 40)
+    assert handlers.decodable(Transaction(payload, signature="0xab").encode())
+    assert issubclass(handlers.ABCIHandler, framework.ABCIRoundHandler)

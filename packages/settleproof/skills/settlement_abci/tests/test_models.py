@@ -9,14 +9,18 @@ from unittest.mock import MagicMock
 import pytest
 import yaml
 
+from packages.settleproof.skills.settlement_abci.metrics import Metrics
 from packages.settleproof.skills.settlement_abci.models import (
     SETTING_ARGS,
     BenchmarkTool,
+    DurableStore,
     InvalidSettings,
     Params,
     Requests,
     SharedState,
 )
+from packages.settleproof.skills.settlement_abci.outbox import OutboxPolicy
+from packages.settleproof.skills.settlement_abci.webhook_retry import Backoff
 from packages.settleproof.skills.settlement_abci.rounds import (
     CheckpointRound,
     Event,
@@ -104,6 +108,21 @@ class TestParams:
         assert isinstance(params.webhook_concurrency, int) and params.webhook_concurrency > 0
         assert params.round_timeout_seconds > 0
 
+    def test_webhook_limits(self) -> None:
+        """Delivery bounds and give-up rules come from skill.yaml; the attempt limit from the environment."""
+        params = Params(**params_kwargs())
+        assert params.webhook_max_per_period == 1000
+        assert params.outbox_policy == OutboxPolicy(max_attempts=7, client_error_attempts=3, max_age_seconds=72 * 3600)
+        assert params.backoff == Backoff(30.0, 12 * 3600.0)
+
+    @pytest.mark.parametrize(
+        "arg", ["webhook_max_per_period", "webhook_client_error_attempts", "webhook_max_age_seconds", "webhook_concurrency"]
+    )
+    def test_webhook_limit_below_one_stops_start_up(self, arg: str) -> None:
+        """A zero limit would silently stop delivery: refuse it with one line naming it."""
+        with pytest.raises(InvalidSettings, match=f"^invalid configuration: {arg}: 0 is below the minimum 1$"):
+            Params(**params_kwargs(**{arg: 0}))
+
     def test_defaults_apply_when_unset(self) -> None:
         """Optional settings left empty take the documented defaults."""
         params = Params(
@@ -161,11 +180,11 @@ class TestParams:
 def fsm_class_state() -> Iterator[None]:
     """SharedState.setup writes class attributes of the FSM: restore them afterwards."""
     timeouts = dict(SettlementAbciApp.event_to_timeout)
-    attempts = CheckpointRound.max_attempts
+    policy = CheckpointRound.policy
     yield
     SettlementAbciApp.event_to_timeout.clear()
     SettlementAbciApp.event_to_timeout.update(timeouts)
-    CheckpointRound.max_attempts = attempts
+    CheckpointRound.policy = policy
 
 
 class TestSharedState:
@@ -178,10 +197,10 @@ class TestSharedState:
 
     @pytest.mark.usefixtures("fsm_class_state")
     def test_setup_sets_timeouts_and_attempts(self) -> None:
-        """round_timeout_seconds becomes both timeouts; webhook_max_attempts the checkpoint's limit."""
+        """round_timeout_seconds becomes both timeouts; the webhook policy the checkpoint's rules."""
         context = MagicMock(is_abstract_component=True)
         context.params.round_timeout_seconds = 7.5
-        context.params.settings.webhook_max_attempts = 4
+        context.params.outbox_policy = OutboxPolicy(max_attempts=4, client_error_attempts=2)
         context.params.setup_params = {
             "all_participants": ["0x0"],
             "safe_contract_address": "0x0",
@@ -191,5 +210,27 @@ class TestSharedState:
         state.setup()
         assert SettlementAbciApp.event_to_timeout[Event.ROUND_TIMEOUT] == 7.5
         assert SettlementAbciApp.event_to_timeout[Event.KEEPER_TIMEOUT] == 7.5
-        assert CheckpointRound.max_attempts == 4
+        assert CheckpointRound.policy == OutboxPolicy(max_attempts=4, client_error_attempts=2)
         assert isinstance(state.round_sequence.abci_app, SettlementAbciApp)
+
+
+def test_durable_store_opens_on_first_use_in_the_data_dir(tmp_path: Path) -> None:
+    """Loading the skill creates no file; the first use opens the store in SETTLEPROOF_DATA_DIR."""
+    context = MagicMock(is_abstract_component=True)
+    context.params.settings.data_dir = str(tmp_path / "data")
+    model = DurableStore(name="durable_store", skill_context=context)
+    assert not (tmp_path / "data").exists()
+    store = model.store
+    assert model.store is store and store.path == tmp_path / "data" / "settleproof.sqlite3"
+    model.teardown()
+    model.teardown()  # idempotent
+    assert store.path.is_file()
+
+
+def test_metrics_have_a_registry_per_skill() -> None:
+    """Two skill instances never share counters."""
+    first = Metrics(name="metrics", skill_context=MagicMock(is_abstract_component=True))
+    second = Metrics(name="metrics", skill_context=MagicMock(is_abstract_component=True))
+    first.webhooks.deliveries.labels("delivered").inc()
+    assert first.webhooks.value("webhook_deliveries_total", outcome="delivered") == 1
+    assert second.webhooks.value("webhook_deliveries_total", outcome="delivered") == 0

@@ -31,7 +31,7 @@ SENDER = "agent_0"
     [
         (SelectKeeperPayload, {"keeper": "agent_1"}),
         (FetchLogsQuorumPayload, {"observation": '{"from_block":1}'}),
-        (DedupePayload, {"new_events": '[{"id":"a:0x1","body":"{}"}]'}),
+        (DedupePayload, {"new_events": '[{"id":"a:0x1","body":"{}"}]', "block_time": 1_700_000_000}),
         (DeliverWebhookPayload, {"delivery_report": '[{"error":"","id":"a:0x1","status":200}]'}),
         (KeeperFailoverPayload, {"keeper": "agent_2", "failovers": 2}),
         (CheckpointPayload, {"checkpoint": 110, "state_digest": "ab" * 32}),

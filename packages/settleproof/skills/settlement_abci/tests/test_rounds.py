@@ -9,6 +9,7 @@ and the synchronized data the round must leave behind.
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
 from unittest.mock import MagicMock
 
@@ -23,6 +24,7 @@ from packages.settleproof.skills.settlement_abci.invoices import Invoice
 from packages.settleproof.skills.settlement_abci.outbox import (
     DeliveryResult,
     OutboxEntry,
+    OutboxPolicy,
     dumps,
 )
 from packages.settleproof.skills.settlement_abci.payloads import (
@@ -48,6 +50,7 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     committed_checkpoint,
     next_block,
     state_digest,
+    stored_state_digest,
 )
 from packages.settleproof.skills.settlement_abci.transfers import Transfer
 from packages.valory.skills.abstract_round_abci.base import (
@@ -315,6 +318,13 @@ def events_json(*events: Dict[str, str]) -> str:
 
 EVENT_A = {"id": "inv-a:" + tx_hash(1), "body": '{"id":"inv-a"}'}
 EVENT_B = {"id": "inv-b:" + tx_hash(2), "body": '{"id":"inv-b"}'}
+#: The block time the agents agree on in Dedupe: new events are created and due at it.
+NOW = 1_700_000_000
+
+
+def queued(event: Dict[str, str]) -> OutboxEntry:
+    """The outbox entry of an event enqueued at NOW."""
+    return OutboxEntry(event["id"], event["body"], created_at=NOW, next_attempt_at=NOW)
 
 
 class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
@@ -323,14 +333,15 @@ class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRou
     def run_round(
         self, new_events: str, expected_outbox: List[OutboxEntry], expected_processed: List[str], event: Event
     ) -> None:
-        """All four agents send `new_events`; check outbox, processed keys and delivery report."""
-        payloads = same_payloads(self.participants, lambda p: DedupePayload(p, new_events))
+        """All four agents send `new_events` at NOW; check outbox, processed keys and delivery report."""
+        payloads = same_payloads(self.participants, lambda p: DedupePayload(p, new_events, NOW))
         test_round = round_of(DedupeRound, self.synchronized_data)
 
         def expected(data: SynchronizedData, round_: DedupeRound) -> SynchronizedData:
             return data.update(
                 participant_to_votes=round_.serialized_collection,
                 new_events=new_events,
+                block_time=NOW,
                 outbox=dumps(expected_outbox),
                 processed_keys=json.dumps(expected_processed),
                 delivery_report="[]",
@@ -346,6 +357,7 @@ class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRou
                     lambda d: d.processed_keys,
                     lambda d: d.delivery_report,
                     lambda d: d.db.get("new_events"),
+                    lambda d: d.db.get("block_time"),
                 ],
                 most_voted_payload=new_events,
                 exit_event=event,
@@ -353,10 +365,10 @@ class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRou
         )
 
     def test_new_events_are_enqueued_and_processed(self) -> None:
-        """Empty state, two new events: both wait in the outbox with 0 attempts and are processed."""
+        """Empty state, two new events: both wait in the outbox, created and due at NOW, and are processed."""
         self.run_round(
             events_json(EVENT_A, EVENT_B),
-            [OutboxEntry(EVENT_A["id"], EVENT_A["body"]), OutboxEntry(EVENT_B["id"], EVENT_B["body"])],
+            [queued(EVENT_A), queued(EVENT_B)],
             [EVENT_A["id"], EVENT_B["id"]],
             Event.DONE,
         )
@@ -367,7 +379,7 @@ class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRou
         self.set_data(outbox=dumps([waiting]), processed_keys=json.dumps([EVENT_A["id"]]))
         self.run_round(
             events_json(EVENT_A, EVENT_B),
-            [waiting, OutboxEntry(EVENT_B["id"], EVENT_B["body"])],
+            [waiting, queued(EVENT_B)],
             [EVENT_A["id"], EVENT_B["id"]],
             Event.DONE,
         )
@@ -390,17 +402,24 @@ class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRou
     def test_delivery_report_of_an_earlier_attempt_is_cleared(self) -> None:
         """A stale delivery report (from before a NO_MAJORITY loop) is reset to []."""
         self.set_data(delivery_report=dumps([DeliveryResult(EVENT_A["id"], 200)]))
-        self.run_round(
-            events_json(EVENT_A),
-            [OutboxEntry(EVENT_A["id"], EVENT_A["body"])],
-            [EVENT_A["id"]],
-            Event.DONE,
-        )
+        self.run_round(events_json(EVENT_A), [queued(EVENT_A)], [EVENT_A["id"]], Event.DONE)
+
+    def test_waiting_entry_not_yet_due_skips_delivery(self) -> None:
+        """Nothing new, and the waiting entry's next attempt is after NOW: go straight to the checkpoint."""
+        later = OutboxEntry(EVENT_B["id"], EVENT_B["body"], attempts=1, last_status=503, next_attempt_at=NOW + 1)
+        self.set_data(outbox=dumps([later]), processed_keys=json.dumps([EVENT_B["id"]]))
+        self.run_round("[]", [later], [EVENT_B["id"]], Event.NOTHING_TO_DELIVER)
+
+    def test_new_event_is_due_even_when_others_wait(self) -> None:
+        """A new event is due at once, so the keeper round runs although the older entry is not due."""
+        later = OutboxEntry(EVENT_B["id"], EVENT_B["body"], attempts=1, last_status=503, next_attempt_at=NOW + 60)
+        self.set_data(outbox=dumps([later]), processed_keys=json.dumps([EVENT_B["id"]]))
+        self.run_round(events_json(EVENT_A), [queued(EVENT_A), later], [EVENT_A["id"], EVENT_B["id"]], Event.DONE)
 
     def test_no_majority(self) -> None:
         """Two agents send EVENT_A, two send EVENT_B: no majority, the outbox stays untouched."""
         payloads = {
-            agent: DedupePayload(agent, events_json(EVENT_A if i < 2 else EVENT_B))
+            agent: DedupePayload(agent, events_json(EVENT_A if i < 2 else EVENT_B), NOW)
             for i, agent in enumerate(self.agents)
         }
         result = ends_with(round_of(DedupeRound, self.synchronized_data), payloads)
@@ -509,9 +528,15 @@ class TestKeeperFailoverRound(SettlementRoundTestMixin, BaseCollectSameUntilThre
 # --------------------------------------------------------------------------- Checkpoint
 
 
-def entry(name: str, attempts: int = 0, last_status: int = 0, last_error: str = "") -> OutboxEntry:
-    """An outbox entry named `name`."""
-    return OutboxEntry(f"{name}:{tx_hash(len(name))}", f'{{"id":"{name}"}}', attempts, last_status, last_error)
+CREATED = NOW - 100
+
+
+def entry(name: str, attempts: int = 0, last_status: int = 0, last_error: str = "", **times: Any) -> OutboxEntry:
+    """An outbox entry named `name`, created at CREATED unless `times` says otherwise."""
+    return OutboxEntry(
+        f"{name}:{tx_hash(len(name))}", f'{{"id":"{name}"}}', attempts, last_status, last_error,
+        **{"created_at": CREATED, **times},
+    )
 
 
 def digest_of(checkpoint: Optional[int], outbox: List[OutboxEntry], dead: List[OutboxEntry], processed: List[str]) -> str:
@@ -529,31 +554,31 @@ def digest_of(checkpoint: Optional[int], outbox: List[OutboxEntry], dead: List[O
 
 
 @pytest.fixture
-def max_attempts_10() -> Iterator[None]:
-    """CheckpointRound.max_attempts is class state set by SharedState.setup: pin it to 10."""
-    previous = CheckpointRound.max_attempts
-    CheckpointRound.max_attempts = 10
+def default_policy() -> Iterator[None]:
+    """CheckpointRound.policy is class state set by SharedState.setup: pin it to the defaults (10 attempts)."""
+    previous = CheckpointRound.policy
+    CheckpointRound.policy = OutboxPolicy()
     yield
-    CheckpointRound.max_attempts = previous
+    CheckpointRound.policy = previous
 
 
-@pytest.mark.usefixtures("max_attempts_10")
+@pytest.mark.usefixtures("default_policy")
 class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
     """CheckpointRound: apply the delivery report and move the checkpoint, only for the digest voted."""
 
     delivered = entry("delivered")
     retried = entry("retried", attempts=2, last_status=500)
     dying = entry("dying", attempts=9, last_status=503)
-    untouched = entry("untouched")
-    old_dead = entry("old-dead", attempts=10, last_status=500)
+    untouched = entry("untouched", next_attempt_at=NOW + 500)
+    old_dead = entry("old-dead", attempts=10, last_status=500, dead_reason="max_attempts")
     processed = sorted(e.id for e in (delivered, retried, dying, untouched, old_dead))
 
     def setup_state(self, checkpoint: Optional[int], agreement: Agreement) -> None:
-        """Period state: 4 waiting entries, one earlier dead letter, and the keeper's report."""
+        """Period state: 4 waiting entries, one earlier dead letter, and the keeper's report made at NOW."""
         report = [
-            DeliveryResult(self.delivered.id, 204),
-            DeliveryResult(self.retried.id, 0, "timed out"),
-            DeliveryResult(self.dying.id, 502),
+            DeliveryResult(self.delivered.id, 204, "", NOW),
+            DeliveryResult(self.retried.id, 0, "timed out", NOW, NOW + 40),
+            DeliveryResult(self.dying.id, 502, "", NOW, NOW + 90),
         ]
         self.set_data(
             checkpoint=checkpoint,
@@ -564,12 +589,18 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
             delivery_report=dumps(report),
         )
 
-    # The state the report leads to: delivered removed, failures counted, `dying` dead-lettered at 10.
+    # The state the report leads to: delivered removed, failures counted and rescheduled as the
+    # keeper reported, `dying` dead-lettered at its 10th attempt.
     expected_outbox = [
-        entry("retried", attempts=3, last_status=0, last_error="timed out"),
-        entry("untouched"),
+        entry("retried", attempts=3, last_status=0, last_error="timed out", next_attempt_at=NOW + 40,
+              last_attempt_at=NOW),
+        untouched,
     ]
-    expected_dead = [entry("dying", attempts=10, last_status=502), entry("old-dead", attempts=10, last_status=500)]
+    expected_dead = [
+        entry("dying", attempts=10, last_status=502, next_attempt_at=NOW + 90, last_attempt_at=NOW,
+              dead_reason="max_attempts"),
+        old_dead,
+    ]
 
     def run_round(self, vote: int, digest: str, expected_checkpoint: Optional[int]) -> None:
         """All agents vote (vote, digest); the round must store the expected state."""
@@ -607,8 +638,9 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         """Checkpoint 99, agreed scan 100..110: the checkpoint moves to 110 and the report is applied."""
         self.setup_state(99, Agreement(100, 110))
         digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed)
-        assert state_digest(110, self.synchronized_data, 10)[1] == digest
+        assert state_digest(110, self.synchronized_data, OutboxPolicy())[1] == digest
         self.run_round(110, digest, 110)
+        assert stored_state_digest(self.synchronized_data) == digest
 
     def test_first_start_commits_checkpoint_before_safe_head(self) -> None:
         """No checkpoint, agreed empty range at safe head 497: the checkpoint becomes 496."""
@@ -623,6 +655,7 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
     def test_digest_differs_from_local_state(self) -> None:
         """A threshold votes for a digest this agent does not compute: NO_MAJORITY, nothing stored."""
         self.setup_state(99, Agreement(100, 110))
+        before = stored_state_digest(self.synchronized_data)
         payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, "ab" * 32))
         result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
         assert result is not None
@@ -633,6 +666,7 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
             self.delivered.id, self.dying.id, self.retried.id, self.untouched.id
         ]
         assert data.dead_letters == [self.old_dead]
+        assert stored_state_digest(data) == before
 
     def test_checkpoint_vote_differs_from_local_state(self) -> None:
         """The right digest with a wrong checkpoint (105 instead of 110) is refused too."""
@@ -644,15 +678,15 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         assert result[1] == Event.NO_MAJORITY
         assert result[0].checkpoint == 99
 
-    def test_max_attempts_is_honoured(self) -> None:
+    def test_policy_is_honoured(self) -> None:
         """With max_attempts 3, `retried` (2 -> 3 attempts) is dead-lettered as well."""
-        CheckpointRound.max_attempts = 3
+        CheckpointRound.policy = OutboxPolicy(max_attempts=3)
         self.setup_state(99, Agreement(100, 110))
-        outbox = [entry("untouched")]
+        outbox = [self.untouched]
         dead = [
-            entry("dying", attempts=10, last_status=502),
-            entry("old-dead", attempts=10, last_status=500),
-            entry("retried", attempts=3, last_status=0, last_error="timed out"),
+            self.expected_dead[0],
+            self.old_dead,
+            replace(self.expected_outbox[0], dead_reason="max_attempts"),
         ]
         digest = digest_of(110, outbox, dead, self.processed)
         payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, digest))
@@ -661,7 +695,7 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         data, event = result
         assert event == Event.DONE
         assert data.outbox == outbox
-        assert data.dead_letters == dead
+        assert data.dead_letters == sorted(dead)
 
     def test_no_majority(self) -> None:
         """Votes split 2/2 between two digests."""

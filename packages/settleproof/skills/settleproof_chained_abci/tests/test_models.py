@@ -6,6 +6,7 @@ from unittest.mock import MagicMock
 import pytest
 
 from packages.settleproof.skills.settlement_abci.models import Params as SettlementParams
+from packages.settleproof.skills.settlement_abci.outbox import OutboxPolicy
 from packages.settleproof.skills.settlement_abci.rounds import CheckpointRound
 from packages.settleproof.skills.settlement_abci.rounds import Event as SettlementEvent
 from packages.settleproof.skills.settleproof_chained_abci.composition import (
@@ -37,11 +38,11 @@ def test_aliases() -> None:
 def fsm_class_state() -> Iterator[None]:
     """SharedState.setup writes class attributes: restore them afterwards."""
     timeouts = dict(SettleProofAbciApp.event_to_timeout)
-    attempts = CheckpointRound.max_attempts
+    policy = CheckpointRound.policy
     yield
     SettleProofAbciApp.event_to_timeout.clear()
     SettleProofAbciApp.event_to_timeout.update(timeouts)
-    CheckpointRound.max_attempts = attempts
+    CheckpointRound.policy = policy
 
 
 class TestSharedState:
@@ -58,7 +59,7 @@ class TestSharedState:
         context = MagicMock(is_abstract_component=True)
         context.params.round_timeout_seconds = 12.0
         context.params.reset_pause_duration = 20
-        context.params.settings.webhook_max_attempts = 6
+        context.params.outbox_policy = OutboxPolicy(max_attempts=6, client_error_attempts=2)
         context.params.setup_params = {
             "all_participants": ["0x0"],
             "safe_contract_address": "0x0",
@@ -71,5 +72,5 @@ class TestSharedState:
         assert timeouts[SettlementEvent.KEEPER_TIMEOUT] == 12.0
         assert timeouts[ResetPauseEvent.RESET_AND_PAUSE_TIMEOUT] == 20 + MARGIN
         assert MARGIN > 0
-        assert CheckpointRound.max_attempts == 6
+        assert CheckpointRound.policy == OutboxPolicy(max_attempts=6, client_error_attempts=2)
         assert isinstance(state.round_sequence.abci_app, SettleProofAbciApp)

@@ -1,0 +1,1 @@
+"""SettleProof's connections."""

@@ -1,0 +1,365 @@
+"""Tests of DeliverWebhookBehaviour and CheckpointBehaviour with the framework's FSMBehaviourBaseCase.
+
+The keeper's requests go to our `webhook_client` connection; the fake merchant
+answers them through the skill's HTTP handler (see test_behaviours.py). Block
+time is the timestamp of the round's first block, set on the round sequence.
+"""
+
+# pylint: disable=protected-access,attribute-defined-outside-init
+
+import datetime
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+from standardwebhooks import Webhook
+
+from packages.settleproof.skills.settlement_abci.agreement import Agreement, Payment
+from packages.settleproof.skills.settlement_abci.behaviours import (
+    CheckpointBehaviour,
+    DeliverWebhookBehaviour,
+)
+from packages.settleproof.skills.settlement_abci.delivery import WEBHOOK_CLIENT, delivery_budget
+from packages.settleproof.skills.settlement_abci.metrics import WebhookMetrics
+from packages.settleproof.skills.settlement_abci.outbox import (
+    DeliveryResult,
+    OutboxEntry,
+    dumps,
+    load_results,
+)
+from packages.settleproof.skills.settlement_abci.payloads import (
+    CheckpointPayload,
+    DeliverWebhookPayload,
+)
+from packages.settleproof.skills.settlement_abci.rounds import (
+    Event,
+    FinishedSettlementRound,
+    SynchronizedData,
+    state_digest,
+)
+from packages.settleproof.skills.settlement_abci.store import Checkpoint, Store
+from packages.settleproof.skills.settlement_abci.tests.test_behaviours import (
+    AGENT,
+    SECRET,
+    SECRET_NEXT,
+    WEBHOOK_URL,
+    FakeNetwork,
+    SettlementFSMBehaviourBaseCase,
+    expected_body,
+    parse_headers,
+    same_payload,
+    sent_payload,
+    sync_data,
+)
+from packages.settleproof.skills.settlement_abci.tests.test_rounds import digest_of, make_payment
+from packages.valory.protocols.http import HttpMessage
+from packages.valory.skills.abstract_round_abci.behaviour_utils import (
+    make_degenerate_behaviour,
+)
+
+
+NOW = 1_700_000_000  # block time of the keeper round
+
+
+def outbox_entry(payment: Payment, uuid: str, attempts: int = 0, next_attempt_at: int = NOW - 10) -> OutboxEntry:
+    """An outbox entry as Dedupe stores it, due at `next_attempt_at`."""
+    body = json.dumps(expected_body(uuid, payment), separators=(",", ":"))
+    return OutboxEntry(
+        f"{uuid}:{payment.transfer.tx_hash}", body, attempts, created_at=NOW - 100, next_attempt_at=next_attempt_at
+    )
+
+
+ENTRIES = [
+    outbox_entry(make_payment(101, n=1), "inv-a"),
+    outbox_entry(make_payment(102, n=2), "inv-b", attempts=2),
+    outbox_entry(make_payment(103, n=3), "inv-c"),
+    outbox_entry(make_payment(104, n=4), "inv-d"),
+    outbox_entry(make_payment(105, n=5), "inv-e"),
+    outbox_entry(make_payment(106, n=6), "inv-f"),
+]
+NOT_DUE = outbox_entry(make_payment(107, n=7), "inv-later", attempts=1, next_attempt_at=NOW + 1)
+
+#: How the merchant answers each invoice: (status, body, headers), or None for no answer at all.
+ANSWERS: Dict[str, Optional[Tuple[int, bytes, str]]] = {
+    "inv-a": (200, b"ok", ""),
+    "inv-b": (503, b"busy", "Retry-After: 120\r\n"),
+    "inv-c": (600, b"ClientConnectorError: Cannot connect to host merchant.test", ""),
+    "inv-d": None,
+    "inv-e": (410, b"gone", ""),
+    "inv-f": (302, b"", "Location: http://elsewhere.test/\r\n"),
+    "inv-later": (200, b"ok", ""),
+}
+
+
+class Merchant:
+    """Verifies every request as a Standard Webhooks receiver would, then answers per ANSWERS."""
+
+    def __init__(self, secrets: List[str]) -> None:
+        """Verify with each of the secrets."""
+        self.secrets = secrets
+        self.received: List[Tuple[Dict[str, str], bytes]] = []
+
+    def __call__(self, request: HttpMessage) -> Optional[Tuple[int, bytes, str]]:
+        """Check the request, record it, answer."""
+        assert request.method == "POST" and request.url == WEBHOOK_URL
+        headers = parse_headers(request.headers)
+        for secret in self.secrets:
+            assert Webhook(secret).verify(request.body, headers)["id"] == headers["webhook-id"]
+        self.received.append((headers, request.body))
+        return ANSWERS[json.loads(request.body)["data"]["invoice_uuid"]]
+
+
+class WebhookFSMBehaviourBaseCase(SettlementFSMBehaviourBaseCase):
+    """Requests go to webhook_client and replies come from it; the store lives in a temporary folder."""
+
+    @pytest.fixture(autouse=True)
+    def data_dir(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+        """Each test gets its own store; the block time is NOW."""
+        monkeypatch.setitem(self.params.__dict__, "settings", replace(self.params.settings, data_dir=str(tmp_path)))
+        round_sequence = self.skill.skill_context.state.round_sequence
+        monkeypatch.setattr(
+            round_sequence, "_last_round_transition_timestamp", datetime.datetime.fromtimestamp(NOW), raising=False
+        )
+        yield tmp_path
+        self.skill.skill_context.durable_store.teardown()
+
+    @property
+    def metrics(self) -> WebhookMetrics:
+        """The skill's webhook metrics."""
+        return self.skill.skill_context.metrics.webhooks
+
+    def http_requests_in_outbox(self) -> List[HttpMessage]:
+        """Every message in the outbox; all of them must be requests to webhook_client."""
+        messages = []
+        while self.get_quantity_in_outbox():
+            message = self.get_message_from_outbox()
+            assert isinstance(message, HttpMessage) and message.to == WEBHOOK_CLIENT, message
+            assert message.performative == HttpMessage.Performative.REQUEST
+            messages.append(message)
+        return messages
+
+    def respond(self, request: HttpMessage, status: int, body: bytes, headers: str = "") -> None:
+        """Deliver webhook_client's response through the skill's HTTP handler."""
+        incoming = self.build_incoming_message(
+            message_type=HttpMessage,
+            dialogue_reference=(request.dialogue_reference[0], "stub"),
+            performative=HttpMessage.Performative.RESPONSE,
+            target=request.message_id,
+            message_id=-1,
+            to=str(self.skill.skill_context.skill_id),
+            sender=WEBHOOK_CLIENT,
+            version="",
+            status_code=status,
+            status_text="",
+            headers=headers,
+            body=body,
+        )
+        self.http_handler.handle(incoming)
+
+
+# --------------------------------------------------------------------------- DeliverWebhook
+
+
+class TestDeliverWebhookBehaviour(WebhookFSMBehaviourBaseCase):
+    """The keeper POSTs the due entries with Standard Webhooks headers and reports what happened."""
+
+    def deliver(
+        self, outbox: List[OutboxEntry], keeper: str = AGENT, secrets: Optional[List[str]] = None
+    ) -> Tuple[Merchant, List[List[HttpMessage]], Any]:
+        """Run the behaviour as the given keeper with `outbox` waiting."""
+        self.go_to(DeliverWebhookBehaviour, sync_data(most_voted_keeper_address=keeper, outbox=dumps(outbox)))
+        merchant = Merchant(secrets or [SECRET])
+        with self.capture_payload() as send:
+            batches = self.serve(FakeNetwork({}, webhook=merchant))
+        return merchant, batches, sent_payload(send)
+
+    def test_keeper_posts_due_events_and_reports_outcomes_on_block_time(self) -> None:
+        """Every request verifies and carries the stored id and body; the not-yet-due entry is not sent;
+        each failure is rescheduled from NOW, a 503's Retry-After is honoured."""
+        before = {o: self.metrics.value("webhook_deliveries_total", outcome=o) for o in ("delivered", "retry", "gone")}
+        merchant, batches, payload = self.deliver([*ENTRIES, NOT_DUE])
+        assert [len(b) for b in batches] == [6]
+        by_id = {e.id: e for e in ENTRIES}
+        assert sorted(h["webhook-id"] for h, _ in merchant.received) == sorted(by_id)
+        for headers, body in merchant.received:
+            entry = by_id[headers["webhook-id"]]
+            assert body == entry.body.encode()
+            assert headers["Idempotency-Key"] == entry.id
+            assert headers["Content-Type"] == "application/json"
+            assert headers["webhook-signature"].startswith("v1,") and " " not in headers["webhook-signature"]
+        assert isinstance(payload, DeliverWebhookPayload) and payload.sender == AGENT
+        report = {r.id: r for r in load_results(payload.delivery_report)}
+        assert set(report) == set(by_id)
+        assert all(r.attempted_at == NOW for r in report.values())
+        a, b, c, d, e, f = (report[entry.id] for entry in ENTRIES)
+        assert (a.status, a.retry_at) == (200, 0)
+        assert b.status == 503 and b.retry_at >= NOW + 120
+        assert (c.status, c.error) == (0, "ClientConnectorError: Cannot connect to host merchant.test")
+        assert d.status == 0 and d.error.startswith("timed out")
+        assert e.status == 410 and f.status == 302
+        for result in (c, d, f):
+            assert NOW <= result.retry_at <= NOW + 30  # first retry window: base 30 s
+        after = {o: self.metrics.value("webhook_deliveries_total", outcome=o) for o in before}
+        assert {o: after[o] - before[o] for o in before} == {"delivered": 1, "retry": 4, "gone": 1}
+        self.finish_round(Event.DONE, CheckpointBehaviour)
+
+    def test_concurrency_bounds_requests_in_flight(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """webhook_concurrency=4: four go out, then the next two as replies free their places."""
+        monkeypatch.setitem(self.params.__dict__, "webhook_concurrency", 4)
+        merchant, batches, payload = self.deliver(ENTRIES)
+        assert [len(b) for b in batches] == [4, 2]
+        assert len(load_results(payload.delivery_report)) == 6 == len(merchant.received)
+
+    def test_period_budget_caps_what_is_sent(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A 9 s keeper round leaves 4 s for POSTs: only the first wave (concurrency 2) starts; the rest stay due."""
+        monkeypatch.setitem(self.params.__dict__, "round_timeout_seconds", 9.0)
+        monkeypatch.setitem(self.params.__dict__, "webhook_concurrency", 2)
+        assert delivery_budget(9.0) == 4.0
+        merchant, batches, payload = self.deliver([ENTRIES[0], ENTRIES[1], ENTRIES[4], ENTRIES[5]])
+        assert [len(b) for b in batches] == [2]
+        assert [r.id for r in load_results(payload.delivery_report)] == sorted([ENTRIES[0].id, ENTRIES[1].id])
+        assert len(merchant.received) == 2
+
+    def test_max_per_period_caps_what_is_sent(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """webhook_max_per_period=2: the two longest-waiting due entries go out."""
+        monkeypatch.setitem(self.params.__dict__, "webhook_max_per_period", 2)
+        oldest = [replace(ENTRIES[4], next_attempt_at=NOW - 50), replace(ENTRIES[0], next_attempt_at=NOW - 40)]
+        _, _, payload = self.deliver([*oldest, ENTRIES[1], ENTRIES[2]])
+        assert {r.id for r in load_results(payload.delivery_report)} == {e.id for e in oldest}
+
+    def test_nothing_due_sends_an_empty_report(self) -> None:
+        """A keeper round with nothing due still reports, so the round ends at once."""
+        merchant, batches, payload = self.deliver([NOT_DUE])
+        assert batches == [] and merchant.received == []
+        assert payload.delivery_report == "[]"
+
+    def test_non_keeper_sends_nothing(self) -> None:
+        """agent_2 is the keeper: this agent neither POSTs nor sends a payload, and just waits for the round."""
+        self.go_to(DeliverWebhookBehaviour, sync_data(most_voted_keeper_address="agent_2", outbox=dumps(ENTRIES)))
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+            self.behaviour.act_wrapper()
+        send.assert_not_called()
+        self.assert_quantity_in_outbox(0)
+        self.assert_quantity_in_decision_making_queue(0)
+        self._test_done_flag_set()
+        self.end_round(Event.DONE)
+        assert self.current.behaviour_id == CheckpointBehaviour.auto_behaviour_id()
+
+
+class TestDeliverWebhookDuringRotation(WebhookFSMBehaviourBaseCase):
+    """With SETTLEPROOF_WEBHOOK_SECRET_NEXT set, each request carries two signatures."""
+
+    settings_overrides = {"webhook_secret_next": SECRET_NEXT}
+
+    def test_both_secrets_verify(self) -> None:
+        """A receiver with either the old or the new secret accepts every request."""
+        self.go_to(DeliverWebhookBehaviour, sync_data(most_voted_keeper_address=AGENT, outbox=dumps(ENTRIES[:1])))
+        merchant = Merchant([SECRET, SECRET_NEXT])
+        with self.capture_payload() as send:
+            self.serve(FakeNetwork({}, webhook=merchant))
+        ((headers, _),) = merchant.received
+        assert len(headers["webhook-signature"].split(" ")) == 2
+        assert load_results(sent_payload(send).delivery_report) == [DeliveryResult(ENTRIES[0].id, 200, "", NOW, 0)]
+        self.finish_round(Event.DONE, CheckpointBehaviour)
+
+
+# --------------------------------------------------------------------------- Checkpoint
+
+
+class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
+    """CheckpointBehaviour votes for the state the round will commit, and stores it once committed."""
+
+    delivered = ENTRIES[0]
+    dying = replace(ENTRIES[1], attempts=9)
+    gone = ENTRIES[4]
+    waiting = NOT_DUE
+    report = [
+        DeliveryResult(delivered.id, 200, "", NOW),
+        DeliveryResult(dying.id, 503, "", NOW, NOW + 60),
+        DeliveryResult(gone.id, 410, "", NOW, NOW + 10),
+    ]
+    processed = sorted(e.id for e in (delivered, dying, gone, waiting))
+
+    def period_data(self) -> SynchronizedData:
+        """Checkpoint 99, scan 100..110, period 3, with the report above."""
+        return sync_data(
+            3,
+            checkpoint=99,
+            agreement=Agreement(100, 110).to_json(),
+            outbox=dumps([self.delivered, self.dying, self.gone, self.waiting]),
+            processed_keys=json.dumps(self.processed),
+            delivery_report=dumps(self.report),
+        )
+
+    def vote(self, data: SynchronizedData) -> CheckpointPayload:
+        """Run the behaviour until it sent its payload."""
+        self.go_to(CheckpointBehaviour, data)
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+        return sent_payload(send)
+
+    def end_round(self, done_event: Event, committed: Optional[SynchronizedData] = None) -> None:  # type: ignore[override]
+        """End the round; with `committed`, first store in it what CheckpointRound stores on DONE."""
+        if committed is not None:
+            checkpoint, _, values = state_digest(110, committed, self.params.outbox_policy)
+            committed.db.update(checkpoint=checkpoint, **values)
+        self.mock_a2a_transaction()
+        self._test_done_flag_set()
+        super().end_round(done_event)
+
+    def test_votes_for_the_applied_report_and_stores_it_once_committed(self, data_dir: Path) -> None:
+        """Vote 110 and the digest of (delivered removed, 503 at attempt 10 and 410 dead-lettered); once the
+        round commits that state, the store holds it and the metrics count it."""
+        dlq = {r: self.metrics.value("webhook_dlq_total", reason=r) for r in ("gone", "max_attempts")}
+        attempts = self.metrics.value("webhook_attempts_per_event_count")
+        data = self.period_data()
+        payload = self.vote(data)
+        expected_dead = [
+            replace(self.dying, attempts=10, last_status=503, last_attempt_at=NOW, next_attempt_at=NOW + 60,
+                    dead_reason="max_attempts"),
+            replace(self.gone, attempts=1, last_status=410, last_attempt_at=NOW, next_attempt_at=NOW + 10,
+                    dead_reason="gone"),
+        ]
+        digest = digest_of(110, [self.waiting], expected_dead, self.processed)
+        assert same_payload(payload, CheckpointPayload(AGENT, 110, digest))
+        assert not (data_dir / "settleproof.sqlite3").exists()  # nothing is stored before the round ends
+        self.end_round(Event.DONE, committed=data)
+        assert self.current.behaviour_id == make_degenerate_behaviour(FinishedSettlementRound).auto_behaviour_id()
+        store = Store.open(data_dir)
+        assert store.checkpoint() == Checkpoint(110, None, 3)
+        assert store.outbox() == [self.waiting]
+        assert store.dead_letters() == sorted(expected_dead, key=lambda e: (e.last_attempt_at, e.id))
+        store.close()
+        assert {r: self.metrics.value("webhook_dlq_total", reason=r) - dlq[r] for r in dlq} == {
+            "gone": 1, "max_attempts": 1
+        }
+        assert self.metrics.value("webhook_attempts_per_event_count") - attempts == 3  # delivered + 2 dead
+        assert self.metrics.value("webhook_outbox_depth") == 1
+
+    def test_nothing_is_stored_when_the_round_commits_something_else(
+        self, data_dir: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """NO_MAJORITY leaves the old state in place: the vote is not written to the store."""
+        self.vote(self.period_data())
+        with caplog.at_level(logging.WARNING):
+            self.end_round(Event.NO_MAJORITY)
+        assert not (data_dir / "settleproof.sqlite3").exists()
+        assert "checkpoint not stored" in caplog.text
+
+    def test_an_unusable_store_is_reported_not_fatal(self, data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+        """A store that cannot be opened is logged as an error; the agent goes on (issue 6 decides more)."""
+        (data_dir / "settleproof.sqlite3").write_bytes(b"not a database" * 100)
+        data = self.period_data()
+        self.vote(data)
+        with caplog.at_level(logging.ERROR):
+            self.end_round(Event.DONE, committed=data)
+        assert "durable store not written" in caplog.text and "not a usable SettleProof store" in caplog.text
+
+    def test_first_period_without_agreement_votes_minus_one(self) -> None:
+        """Nothing agreed yet (-1..-2) and no checkpoint: vote -1 (no checkpoint) with an empty state."""
+        payload = self.vote(sync_data(agreement=Agreement(-1, -2).to_json()))
+        assert same_payload(payload, CheckpointPayload(AGENT, -1, digest_of(None, [], [], [])))

@@ -1,0 +1,160 @@
+"""The durable store against a real SQLite file: WAL, versioned schema, atomic checkpoints, no truncation."""
+
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from packages.settleproof.skills.settlement_abci import store as store_module
+from packages.settleproof.skills.settlement_abci.outbox import OutboxEntry
+from packages.settleproof.skills.settlement_abci.store import (
+    FILE_NAME,
+    SCHEMA_VERSION,
+    Checkpoint,
+    Replay,
+    Store,
+    StoreError,
+)
+from packages.settleproof.skills.settlement_abci.tests.strategies import examples
+
+
+def entry(name: str, **fields: object) -> OutboxEntry:
+    """An outbox entry named `name`."""
+    return OutboxEntry(f"{name}:0x{name}", f'{{"id":"{name}"}}', **fields)  # type: ignore[arg-type]
+
+
+def dead(name: str, at: int, reason: str = "gone") -> OutboxEntry:
+    """A dead letter given up on at block time `at`."""
+    return entry(name, attempts=1, last_status=410, last_attempt_at=at, created_at=at - 5, dead_reason=reason)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh store in a temporary data dir."""
+    opened = Store.open(tmp_path / "data")
+    yield opened
+    opened.close()
+
+
+def test_new_store_is_wal_versioned_and_empty(tmp_path: Path) -> None:
+    """The folder is created; the file is in WAL mode at the current schema version with nothing stored."""
+    opened = Store.open(tmp_path / "nested" / "data")
+    try:
+        assert opened.path == tmp_path / "nested" / "data" / FILE_NAME and opened.path.is_file()
+        assert opened.schema_version() == SCHEMA_VERSION == 1
+        raw = sqlite3.connect(opened.path)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        raw.close()
+        assert (opened.checkpoint(), opened.outbox(), opened.dead_letters(), opened.replays()) == (None, [], [], [])
+    finally:
+        opened.close()
+
+
+def test_checkpoint_replaces_outbox_and_only_adds_dead_letters(store: Store) -> None:
+    """Each commit holds one period; dead letters of earlier commits stay even if a later one omits them."""
+    waiting = entry("a", attempts=2, last_status=503, last_error="busy", created_at=10, next_attempt_at=40,
+                    last_attempt_at=20)
+    store.commit_checkpoint(110, 3, [waiting, entry("b")], [dead("x", 100)])
+    assert store.checkpoint() == Checkpoint(110, None, 3)
+    assert store.outbox() == [waiting, entry("b")]
+    store.commit_checkpoint(120, 4, [entry("c")], [dead("y", 90, "rejected")], block_hash="0xab")
+    assert store.checkpoint() == Checkpoint(120, "0xab", 4)
+    assert store.outbox() == [entry("c")]
+    assert store.dead_letters() == [dead("y", 90, "rejected"), dead("x", 100)]
+    assert store.dead_letters(since=95) == [dead("x", 100)]
+    assert store.dead_letter("x:0xx") == dead("x", 100) and store.dead_letter("nope") is None
+    store.commit_checkpoint(None, 5, [], [dead("x", 999, "max_age")])  # same id again: the first is kept
+    assert store.dead_letter("x:0xx") == dead("x", 100)
+    assert store.checkpoint() == Checkpoint(None, None, 5)
+
+
+def test_a_failed_commit_leaves_the_previous_checkpoint_whole(store: Store) -> None:
+    """The outbox table refuses a dead letter's reason: the whole transaction rolls back."""
+    store.commit_checkpoint(110, 3, [entry("a")], [dead("x", 100)])
+    with pytest.raises(sqlite3.IntegrityError):
+        store.commit_checkpoint(120, 4, [entry("b"), dead("bad", 1)], [dead("y", 101)])
+    assert store.checkpoint() == Checkpoint(110, None, 3)
+    assert store.outbox() == [entry("a")]
+    assert [d.id for d in store.dead_letters()] == ["x:0xx"]
+
+
+def test_replays_are_recorded_in_order(store: Store) -> None:
+    """Every replay is kept, per event and overall."""
+    store.commit_checkpoint(1, 1, [], [dead("x", 100), dead("y", 101)])
+    store.record_replay(Replay("x:0xx", 1_700_000_000, 0, "refused"))
+    store.record_replay(Replay("y:0xy", 1_700_000_001, 204))
+    store.record_replay(Replay("x:0xx", 1_700_000_002, 204))
+    assert [r.status for r in store.replays("x:0xx")] == [0, 204]
+    assert [r.event_id for r in store.replays()] == ["x:0xx", "y:0xy", "x:0xx"]
+    assert store.replays("x:0xx")[-1].delivered and not store.replays("x:0xx")[0].delivered
+    with pytest.raises(sqlite3.IntegrityError):  # only dead letters can be replayed
+        store.record_replay(Replay("unknown", 1, 200))
+
+
+def test_reopening_keeps_everything(tmp_path: Path) -> None:
+    """What one process committed, the next one reads (and no migration runs twice)."""
+    first = Store.open(tmp_path)
+    first.commit_checkpoint(7, 2, [entry("a")], [dead("x", 5)])
+    first.close()
+    second = Store.open(tmp_path)
+    assert (second.checkpoint(), second.outbox(), second.dead_letters()) == (
+        Checkpoint(7, None, 2), [entry("a")], [dead("x", 5)]
+    )
+    assert second.schema_version() == SCHEMA_VERSION
+    second.close()
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A file written by a newer agent is not guessed at: the error names the file and what to do."""
+    Store.open(tmp_path).close()
+    raw = sqlite3.connect(tmp_path / FILE_NAME)
+    raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    raw.commit()
+    raw.close()
+    with pytest.raises(StoreError, match=rf"{FILE_NAME}: schema version 2 is newer .* move the file aside"):
+        Store.open(tmp_path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    """Garbage in the store's place gives a clear error, and the file is left as it was."""
+    path = tmp_path / FILE_NAME
+    path.write_bytes(b"definitely not a database" * 100)
+    with pytest.raises(StoreError, match="not a usable SettleProof store"):
+        Store.open(tmp_path)
+    assert path.read_bytes().startswith(b"definitely not")
+
+
+def test_migrations_run_in_order_from_any_older_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later version appended to MIGRATIONS runs once on an existing version-1 file."""
+    Store.open(tmp_path).close()
+    extra = ("CREATE TABLE processed_keys (key TEXT PRIMARY KEY)",)
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, extra))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    upgraded = Store.open(tmp_path)
+    assert upgraded.schema_version() == 2
+    upgraded.close()
+    raw = sqlite3.connect(tmp_path / FILE_NAME)
+    assert raw.execute("SELECT COUNT(*) FROM processed_keys").fetchone() == (0,)
+    raw.close()
+
+
+@examples(30)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcdef"), st.integers(0, 10**6), st.sampled_from(["gone", "rejected"])),
+        max_size=12,
+    )
+)
+def test_dead_letters_are_never_lost(tmp_path_factory: pytest.TempPathFactory, commits) -> None:  # type: ignore[no-untyped-def]
+    """Whatever is committed in whatever order, every dead-letter id ever committed is still there."""
+    opened = Store.open(tmp_path_factory.mktemp("store"))
+    seen = set()
+    for period, (name, at, reason) in enumerate(commits):
+        opened.commit_checkpoint(period, period, [], [dead(name, at, reason)])
+        seen.add(f"{name}:0x{name}")
+        assert {d.id for d in opened.dead_letters()} == seen
+    opened.close()

@@ -1,0 +1,85 @@
+"""4 real agents on the devnet keep settling through provider faults and an agent outage.
+
+One devnet run, three phases: a provider down; then, with another provider
+fabricating a payment in every answer from there on, an agent down (3 of 4 is
+still the threshold); then the agent back: it rejoins and follows live blocks.
+Every paid invoice reaches the merchant exactly once, verified, and the
+fabricated payments never settle the open invoice they target.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Any, Callable, Dict, List
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from settleproof.chaos import ChaosServer
+from settleproof.devnet.network import Devnet
+from settleproof.erc20 import transfer
+from settleproof.merchant import MerchantServer
+from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-import
+    devnet_factory,
+    devnet_templates,
+)
+from tests.test_devnet import FAST, checkpoint_at_least
+
+
+@pytest.mark.parametrize("anvil", [{"block_time": 1}], indirect=True)
+def test_provider_down_then_agent_down_then_back(  # pylint: disable=too-many-locals
+    devnet_factory: Callable[..., Devnet],  # noqa: F811
+    w3: Web3,
+    token: str,
+    merchant: MerchantServer,
+    webhook_secret: str,
+    anvil: Any,
+) -> None:
+    """Settlements continue with a provider down and with 3 of 4 agents; the 4th rejoins."""
+    payer = w3.eth.accounts[1]
+    with ExitStack() as stack:
+        providers = [stack.enter_context(ChaosServer(anvil.url)) for _ in range(3)]
+        env: Dict[str, str] = {
+            "SETTLEPROOF_RPC_ENDPOINTS": ",".join(p.url for p in providers),
+            "SETTLEPROOF_TOKEN_ADDRESS": token,
+            "SETTLEPROOF_INVOICES_URL": merchant.invoices_url,
+            "SETTLEPROOF_WEBHOOK_URL": merchant.webhook_url,
+            "SETTLEPROOF_WEBHOOK_SECRET": webhook_secret,
+            "SETTLEPROOF_CONFIRMATIONS": "2",
+            "SETTLEPROOF_START_BLOCK": str(w3.eth.block_number),
+        }
+        # The lowest receiver comes first in every log filter: the liar's fake payments pay it.
+        bait = merchant.add_invoice(token=token, receiver="0x" + "0" * 39 + "1", amount="1000")
+        net = devnet_factory(4, env, block_interval=0.5, settings=FAST)
+        net.wait_registered(timeout=180)
+        expected: List[str] = []
+
+        def pay_and_confirm(step: str) -> int:
+            shop = Account.create().address
+            invoice = merchant.add_invoice(token=token, receiver=shop, amount="1000")
+            paid = transfer(w3, token, payer, shop, 1000)
+            expected.append(f"{invoice['uuid']}:{paid.tx_hash}")
+            events = merchant.wait_for_events(len(expected), timeout=150)
+            assert {e["id"] for e in events} == set(expected), step
+            return paid.block_number
+
+        providers[0].set_fault("down")
+        pay_and_confirm("provider 0 down")
+        providers[0].clear()
+        providers[2].set_fault("fabricate", value=10**6)
+
+        net.stop_agent(3)
+        block = pay_and_confirm("agent 3 down")
+        net.agent(0).wait_for(checkpoint_at_least(block), 90, "a checkpoint with 3 agents")
+
+        net.start_agent(3)
+        block = pay_and_confirm("agent 3 back")
+        net.agent(3).wait_for(checkpoint_at_least(block), 240, "agent 3 following live blocks")
+        liar_traffic = providers[2].traffic()
+
+    report = merchant.report()
+    assert {e["id"] for e in merchant.events()} == set(expected)
+    assert report["rejected"] == 0 and not report["conflicts"]
+    assert bait["uuid"] not in {e["invoice_uuid"] for e in merchant.events()}
+    assert liar_traffic["faulted"] > 0, "the liar was never asked for logs"

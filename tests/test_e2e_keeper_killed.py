@@ -1,0 +1,99 @@
+"""End to end on the devnet: the keeper is killed after its POST but before its report reaches consensus.
+
+Four real agents on the devnet's chain. The merchant holds the first webhook
+request (an injected delay), so the keeper has POSTed but has no reply yet;
+the test then kills that keeper with SIGKILL. Its report never reaches
+consensus, the keeper round times out, the next keeper delivers again from the
+agreed outbox: the merchant sees the same id twice (a duplicate it
+acknowledges), never a new id for the same payment.
+"""
+
+import re
+from typing import Any, Callable, Dict, Optional
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from settleproof.devnet.agents import FrameworkSettings
+from settleproof.devnet.network import Devnet
+from settleproof.erc20 import transfer
+from settleproof.merchant import MerchantServer
+from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-import
+    devnet_factory,
+    devnet_templates,
+)
+
+
+pytestmark = pytest.mark.e2e
+FAST = FrameworkSettings(round_timeout=15.0, reset_pause_duration=10)
+CHECKPOINT = re.compile(r"checkpoint \| .* block=(\d+)")
+HOLD_SECONDS = 6.0
+
+
+def checkpoint_at_least(block: int) -> Callable[[str], Optional[int]]:
+    """A line matcher for a checkpoint at or beyond ``block``."""
+
+    def found(line: str) -> Optional[int]:
+        match = CHECKPOINT.search(line)
+        return int(match.group(1)) if match and int(match.group(1)) >= block else None
+
+    return found
+
+
+KEEPER_SELECTED = re.compile(r"keeper selected \| round=select_keeper_round period=(\d+) keeper=(0x[0-9a-fA-F]{40})")
+
+
+def current_keeper(net: Devnet, agents: int) -> int:
+    """The index of the agent every agent named keeper for the latest period."""
+    selected: Dict[int, set] = {}
+    for index in range(agents):
+        for line in net.agent(index).lines:
+            match = KEEPER_SELECTED.search(line)
+            if match:
+                selected.setdefault(int(match.group(1)), set()).add(match.group(2))
+    (keeper,) = selected[max(selected)]
+    return net.addresses.index(keeper)
+
+
+@pytest.mark.parametrize("anvil", [{"block_time": 1}], indirect=True)
+def test_keeper_killed_after_post_before_consensus(
+    devnet_factory: Callable[..., Devnet],  # noqa: F811
+    w3: Web3, token: str, merchant: MerchantServer, webhook_secret: str, anvil: Any,
+) -> None:
+    """The killed keeper's POST and the next keeper's POST carry the same id; one event at the merchant."""
+    shop = Account.create().address
+    invoice = merchant.add_invoice(token=token, receiver=shop, amount="1000")
+    env: Dict[str, str] = {
+        "SETTLEPROOF_RPC_ENDPOINTS": f"{anvil.url},{anvil.url.replace('127.0.0.1', 'localhost')}",
+        "SETTLEPROOF_TOKEN_ADDRESS": token,
+        "SETTLEPROOF_INVOICES_URL": merchant.invoices_url,
+        "SETTLEPROOF_WEBHOOK_URL": merchant.webhook_url,
+        "SETTLEPROOF_WEBHOOK_SECRET": webhook_secret,
+        "SETTLEPROOF_CONFIRMATIONS": "2",
+        "SETTLEPROOF_START_BLOCK": str(w3.eth.block_number),
+    }
+    merchant.delay(HOLD_SECONDS, count=1)  # the first POST is held: sent, but not answered yet
+    net = devnet_factory(4, env, block_interval=0.5, settings=FAST)
+    paid = transfer(w3, token, w3.eth.accounts[1], shop, 1000)
+    net.wait_registered(timeout=180)
+
+    (arrival,) = merchant.wait_for_arrivals(1, timeout=180)
+    keeper = current_keeper(net, 4)
+    net.agent(keeper).wait_for_line(r"delivering \| ", timeout=HOLD_SECONDS / 2)  # it is the one POSTing
+    net.kill_agent(keeper)  # after its POST, before any reply, so before its report
+    event_id = f"{invoice['uuid']}:{paid.tx_hash}"
+    assert arrival["webhook_id"] == event_id
+
+    survivors = [i for i in range(4) if i != keeper]
+    net.agent(survivors[0]).wait_for_line(r"'keeper_failover_round' round is done", timeout=120)
+    merchant.wait_for_attempts(2, timeout=120)
+    for index in survivors:
+        net.agent(index).wait_for(checkpoint_at_least(paid.block_number), 120, f"agent {index} checkpoint")
+
+    report = merchant.report()
+    assert [e["id"] for e in report["events"]] == [event_id]
+    assert {a["webhook_id"] for a in report["attempts"]} == {event_id}
+    assert len(report["attempts"]) == 2 and report["duplicates"] == {event_id: 1}
+    assert report["rejected"] == 0 and report["conflicts"] == []
+    assert sum("webhook attempt" in line for line in net.agent(keeper).lines) == 0  # it never saw a reply
