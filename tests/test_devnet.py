@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 import pytest
 from eth_account import Account
@@ -31,6 +31,7 @@ from settleproof.devnet.agents import FETCHED_HASH, AgentSlot, FrameworkSettings
 from settleproof.devnet.network import Devnet
 from settleproof.erc20 import transfer
 from settleproof.merchant import MerchantServer
+from settleproof.service_env import settleproof_env
 from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-import
     OFFLINE_ENV,
     AgentTemplates,
@@ -143,15 +144,8 @@ def test_four_agents_confirm_each_paid_invoice_once(  # pylint: disable=too-many
     payer = w3.eth.accounts[1]
     shops = [Account.create().address for _ in range(3)]
     invoices = [merchant.add_invoice(token=token, receiver=shop, amount="1000") for shop in shops]
-    env: Dict[str, str] = {
-        "SETTLEPROOF_RPC_ENDPOINTS": f"{anvil.url},{anvil.url.replace('127.0.0.1', 'localhost')},{anvil.url}/",
-        "SETTLEPROOF_TOKEN_ADDRESS": token,
-        "SETTLEPROOF_INVOICES_URL": merchant.invoices_url,
-        "SETTLEPROOF_WEBHOOK_URL": merchant.webhook_url,
-        "SETTLEPROOF_WEBHOOK_SECRET": webhook_secret,
-        "SETTLEPROOF_CONFIRMATIONS": "2",
-        "SETTLEPROOF_START_BLOCK": str(w3.eth.block_number),
-    }
+    providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost"), f"{anvil.url}/"]
+    env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
     net = devnet_factory(4, env, block_interval=0.5, settings=FAST)
     # Pay while the agents boot; the payments are deep enough by the time they observe.
     paid = [transfer(w3, token, payer, shop, 1000) for shop in shops]

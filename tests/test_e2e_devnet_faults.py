@@ -10,7 +10,7 @@ fabricated payments never settle the open invoice they target.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, List
 
 import pytest
 from eth_account import Account
@@ -20,6 +20,7 @@ from settleproof.chaos import ChaosServer
 from settleproof.devnet.network import Devnet
 from settleproof.erc20 import transfer
 from settleproof.merchant import MerchantServer
+from settleproof.service_env import settleproof_env
 from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-import
     devnet_factory,
     devnet_templates,
@@ -40,15 +41,8 @@ def test_provider_down_then_agent_down_then_back(  # pylint: disable=too-many-lo
     payer = w3.eth.accounts[1]
     with ExitStack() as stack:
         providers = [stack.enter_context(ChaosServer(anvil.url)) for _ in range(3)]
-        env: Dict[str, str] = {
-            "SETTLEPROOF_RPC_ENDPOINTS": ",".join(p.url for p in providers),
-            "SETTLEPROOF_TOKEN_ADDRESS": token,
-            "SETTLEPROOF_INVOICES_URL": merchant.invoices_url,
-            "SETTLEPROOF_WEBHOOK_URL": merchant.webhook_url,
-            "SETTLEPROOF_WEBHOOK_SECRET": webhook_secret,
-            "SETTLEPROOF_CONFIRMATIONS": "2",
-            "SETTLEPROOF_START_BLOCK": str(w3.eth.block_number),
-        }
+        urls = [p.url for p in providers]
+        env = settleproof_env(urls, token, merchant, webhook_secret, 2, w3.eth.block_number)
         # The lowest receiver comes first in every log filter: the liar's fake payments pay it.
         bait = merchant.add_invoice(token=token, receiver="0x" + "0" * 39 + "1", amount="1000")
         net = devnet_factory(4, env, block_interval=0.5, settings=FAST)

@@ -19,6 +19,7 @@ from settleproof.devnet.agents import FrameworkSettings
 from settleproof.devnet.network import Devnet
 from settleproof.erc20 import transfer
 from settleproof.merchant import MerchantServer
+from settleproof.service_env import settleproof_env
 from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-import
     devnet_factory,
     devnet_templates,
@@ -64,15 +65,8 @@ def test_keeper_killed_after_post_before_consensus(
     """The killed keeper's POST and the next keeper's POST carry the same id; one event at the merchant."""
     shop = Account.create().address
     invoice = merchant.add_invoice(token=token, receiver=shop, amount="1000")
-    env: Dict[str, str] = {
-        "SETTLEPROOF_RPC_ENDPOINTS": f"{anvil.url},{anvil.url.replace('127.0.0.1', 'localhost')}",
-        "SETTLEPROOF_TOKEN_ADDRESS": token,
-        "SETTLEPROOF_INVOICES_URL": merchant.invoices_url,
-        "SETTLEPROOF_WEBHOOK_URL": merchant.webhook_url,
-        "SETTLEPROOF_WEBHOOK_SECRET": webhook_secret,
-        "SETTLEPROOF_CONFIRMATIONS": "2",
-        "SETTLEPROOF_START_BLOCK": str(w3.eth.block_number),
-    }
+    providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost")]
+    env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
     merchant.delay(HOLD_SECONDS, count=1)  # the first POST is held: sent, but not answered yet
     net = devnet_factory(4, env, block_interval=0.5, settings=FAST)
     paid = transfer(w3, token, w3.eth.accounts[1], shop, 1000)

@@ -20,6 +20,7 @@ from settleproof.anvil import Anvil
 from settleproof.erc20 import deploy_token, transfer
 from settleproof.ipfs_stub import IpfsStub
 from settleproof.merchant import Merchant, MerchantServer, new_secret
+from settleproof.service_env import settleproof_env
 
 
 CONFIRMATIONS = 2
@@ -80,13 +81,10 @@ def agent_env(chain: Anvil, stack: Dict, address: str, start_block: int) -> Dict
             round_timeout_seconds=15.0,
         ),
         "CONNECTION_LEDGER_CONFIG_LEDGER_APIS_ETHEREUM_ADDRESS": chain.url,
-        "SETTLEPROOF_RPC_ENDPOINTS": f"{chain.url},{chain.url.replace('127.0.0.1', 'localhost')}",
-        "SETTLEPROOF_TOKEN_ADDRESS": stack["token"],
-        "SETTLEPROOF_INVOICES_URL": merchant.invoices_url,
-        "SETTLEPROOF_WEBHOOK_URL": merchant.webhook_url,
-        "SETTLEPROOF_WEBHOOK_SECRET": stack["secret"],
-        "SETTLEPROOF_CONFIRMATIONS": str(CONFIRMATIONS),
-        "SETTLEPROOF_START_BLOCK": str(start_block),
+        **settleproof_env(
+            [chain.url, chain.url.replace("127.0.0.1", "localhost")],
+            stack["token"], merchant, stack["secret"], CONFIRMATIONS, start_block,
+        ),
     }
 
 

@@ -157,7 +157,7 @@ def test_second_payment_for_paid_invoice_is_flagged(merchant: MerchantServer, we
 # ---------------------------------------------------------------------- invoices
 def test_invoice_lists_match_contract_format(merchant: MerchantServer, webhook_secret: str) -> None:
     first = new_invoice(merchant, payer=PAYER, created_block=5)
-    second = new_invoice(merchant, uuid="fixed-uuid", amount=42)
+    new_invoice(merchant, uuid="fixed-uuid", amount=42)
 
     open_list = requests.get(merchant.invoices_url, timeout=10).json()
     assert open_list == [

@@ -16,7 +16,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import click
 from eth_account import Account
@@ -28,6 +28,7 @@ from settleproof.devnet.agents import FrameworkSettings
 from settleproof.devnet.network import Devnet
 from settleproof.erc20 import TransferResult, deploy_token, transfer
 from settleproof.merchant import MerchantServer, MerchantTimeout, new_secret
+from settleproof.service_env import settleproof_env
 
 
 INVOICES = 20
@@ -61,21 +62,6 @@ def confirmation_time(w3: Web3, block: int) -> Optional[float]:
     if w3.eth.block_number < target:
         return None
     return float(w3.eth.get_block(target)["timestamp"])
-
-
-def settleproof_env(providers: List[str], token: str, merchant: MerchantServer, secret: str,
-                    start_block: int) -> Dict[str, str]:
-    """The SETTLEPROOF_* settings every agent gets."""
-    return {
-        "SETTLEPROOF_RPC_ENDPOINTS": ",".join(providers),
-        "SETTLEPROOF_RPC_QUORUM": "2",
-        "SETTLEPROOF_TOKEN_ADDRESS": token,
-        "SETTLEPROOF_INVOICES_URL": merchant.invoices_url,
-        "SETTLEPROOF_WEBHOOK_URL": merchant.webhook_url,
-        "SETTLEPROOF_WEBHOOK_SECRET": secret,
-        "SETTLEPROOF_CONFIRMATIONS": str(CONFIRMATIONS),
-        "SETTLEPROOF_START_BLOCK": str(start_block),
-    }
 
 
 def pay_invoices(w3: Web3, token: str, merchant: MerchantServer) -> List[Payment]:
@@ -168,7 +154,7 @@ def run(data_dir: Path, timeout: float) -> None:
         token = deploy_token(w3)
         providers = [stack.enter_context(ChaosServer(anvil.url)).url for _ in range(PROVIDERS)]
         merchant = stack.enter_context(MerchantServer(secret=secret))
-        env = settleproof_env(providers, token, merchant, secret, w3.eth.block_number)
+        env = settleproof_env(providers, token, merchant, secret, CONFIRMATIONS, w3.eth.block_number)
         click.echo(f"anvil {anvil.url}, token {token}, providers {', '.join(providers)}")
         devnet = Devnet(AGENTS, data_dir, env=env, settings=FrameworkSettings(round_timeout=20.0))
         click.echo(f"starting the devnet with {AGENTS} agents in {data_dir} ...")
