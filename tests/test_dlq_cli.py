@@ -4,7 +4,7 @@ import json
 import subprocess  # nosec: we run our own console script
 import sys
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict
 
 import pytest
 from click.testing import CliRunner, Result
@@ -31,16 +31,9 @@ LETTERS = [letter(1, T0), letter(2, T0 + 3600, "max_attempts"), letter(3, T0 + 7
 
 
 @pytest.fixture
-def secret() -> str:
-    """The merchant's current secret."""
-    return new_secret()
-
-
-@pytest.fixture
-def merchant(secret: str) -> Iterator[MerchantServer]:
-    """A merchant that verifies every request."""
-    with MerchantServer(secret) as server:
-        yield server
+def secret(webhook_secret: str) -> str:
+    """The secret of conftest's `merchant`, which verifies every request."""
+    return webhook_secret
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import json
 import time
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, cast
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 from unittest.mock import MagicMock
 
 import aiohttp
@@ -113,16 +113,9 @@ class Keeper:
 
 
 @pytest.fixture
-def secret() -> str:
-    """The merchant's Standard Webhooks secret."""
-    return new_secret()
-
-
-@pytest.fixture
-def merchant(secret: str) -> Iterator[MerchantServer]:
-    """The merchant simulator on a free loopback port."""
-    with MerchantServer(secret) as server:
-        yield server
+def secret(webhook_secret: str) -> str:
+    """The secret of conftest's `merchant`, which verifies every request."""
+    return webhook_secret
 
 
 def assert_all_verified(merchant: MerchantServer, events: Sequence[WebhookEvent]) -> None:

@@ -45,6 +45,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import aiohttp
 from aiohttp import web
 
+from settleproof.loop_thread import LoopThread
+
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 FAULTS = ("none", "down", "delay", "hang", "status", "lag", "fabricate", "drop", "alter",
           "garbage", "truncate", "huge", "limit")  # fmt: skip
@@ -372,8 +374,7 @@ class ChaosServer:
     def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0, control_port: int = 0) -> None:
         """Nothing runs until `start()`."""
         self.proxy = ChaosProxy(upstream, host, port, control_port)
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread = LoopThread("chaos")
         self._arrived = threading.Condition()
         self.proxy.on_request = self._notify
 
@@ -389,34 +390,15 @@ class ChaosServer:
 
     def start(self) -> "ChaosServer":
         """Start the thread; return once both ports listen."""
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="chaos", daemon=True)
-        self._thread.start()
-        try:
-            self._call(self.proxy.start())
-        except BaseException:
-            self.stop()
-            raise
+        self._thread.start(self.proxy.start)
         return self
 
     def stop(self) -> None:
         """Stop serving and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            self._call(self.proxy.stop())
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
+        self._thread.stop(self.proxy.stop, timeout=10)
 
     def _call(self, coroutine: Any) -> Any:
-        assert self._loop is not None  # nosec B101
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+        return self._thread.call(coroutine)
 
     def set_fault(self, fault: str = "none", **params: Any) -> None:
         """Apply a fault (see the module docstring); `set_fault()` clears it."""

@@ -23,12 +23,13 @@ other ``/api/v0/*`` call with kubo's error shape (``{"Message", "Code",
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 from typing import Any, Dict, List, Optional
 
 from aiohttp import web
+
+from settleproof.loop_thread import LoopThread
 
 #: Kubo-like ``/api/v0/id`` reply; only "200 + JSON" matters to the client.
 ID_RESPONSE: Dict[str, Any] = {
@@ -54,8 +55,7 @@ class IpfsStub:
         self.host, self.port = host, port
         self.requests: List[tuple] = []
         self._lock = threading.Lock()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread = LoopThread("ipfs-stub")
         self._runner: Optional[web.AppRunner] = None
 
     # ------------------------------------------------------------------ HTTP
@@ -93,30 +93,12 @@ class IpfsStub:
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "IpfsStub":
         """Serve on a background thread; return once listening."""
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ipfs-stub", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        except BaseException:
-            self.stop()
-            raise
+        self._thread.start(self._start, timeout=10)
         return self
 
     def stop(self) -> None:
         """Stop serving and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout=10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
+        self._thread.stop(self._stop, timeout=10)
 
     def __enter__(self) -> "IpfsStub":
         """Start on entering ``with``."""

@@ -37,6 +37,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from settleproof.loop_thread import LoopThread
+
 #: The invoice fields of the contract, in order; ``GET /invoices?status=open`` returns exactly these.
 INVOICE_FIELDS = ("uuid", "token", "receiver", "amount", "payer", "created_block")
 #: Paths never affected by injected faults, so tests can always observe and steer.
@@ -569,35 +571,16 @@ class MerchantServer:
         """Use ``merchant`` or create one with ``secret`` (a fresh one if None)."""
         self.merchant = merchant or Merchant(secret or new_secret())
         self._runner = MerchantRunner(self.merchant, host, port)
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread = LoopThread("merchant")
 
     def start(self) -> "MerchantServer":
         """Start the thread; return once the socket listens (startup errors re-raised here)."""
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="merchant", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._runner.start(), self._loop).result(timeout=10)
-        except BaseException:
-            self.stop()
-            raise
+        self._thread.start(self._runner.start, timeout=10)
         return self
 
     def stop(self) -> None:
         """Stop serving and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._runner.stop(), loop).result(timeout=10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
+        self._thread.stop(self._runner.stop, timeout=10)
 
     @property
     def url(self) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, List, Optional, TypeVar
 
@@ -20,6 +18,7 @@ from settleproof.devnet.chain import Chain
 from settleproof.devnet.node import AgentNode
 from settleproof.devnet.rpc import NodeHttp, validator_address
 from settleproof.devnet.validator import Validator
+from settleproof.loop_thread import LoopThread
 
 
 HOST = "127.0.0.1"
@@ -63,24 +62,14 @@ class DevChain:
         self.ports = [NodePorts(abci=port) for port in abci_ports]
         self.validator: Optional[Validator] = None
         self.nodes: List[AgentNode] = []
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread = LoopThread("devnet-chain")
         self._runners: List[web.AppRunner] = []
         self._tasks: List[asyncio.Task] = []
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "DevChain":
         """Run the loop on a thread; return once every server listens and the first block is made."""
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="devnet-chain", daemon=True)
-        self._thread.start()
-        try:
-            self.call(self._start())
-        except BaseException:
-            self.stop()
-            raise
+        self._thread.start(self._start)
         return self
 
     async def _start(self) -> None:
@@ -124,24 +113,12 @@ class DevChain:
 
     def stop(self) -> None:
         """Stop producing, close every socket, join the thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout=15)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=15)
-            loop.close()
-            self._loop = self._thread = None
+        self._thread.stop(self._stop, timeout=15)
 
     # ------------------------------------------------------------------ thread-safe access
     def call(self, work: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Run a coroutine on the chain's loop from another thread; its result."""
-        if self._loop is None:
-            raise RuntimeError("devnet chain is not running")
-        future: Future = asyncio.run_coroutine_threadsafe(work, self._loop)
-        return future.result(timeout)
+        return self._thread.call(work, timeout)
 
     def run_sync(self, work: Callable[[], T]) -> T:
         """Run a plain function on the chain's loop (so it sees a consistent state); its result."""

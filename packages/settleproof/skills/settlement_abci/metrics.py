@@ -17,8 +17,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from aea.skills.base import Model
 
+from packages.settleproof.skills.settlement_abci.rpc_metrics import LATENCY_BUCKETS_MS
 
-LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 15000, 30000)
+
 ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 50)
 
 

@@ -250,6 +250,8 @@ class SettlementFSMBehaviourBaseCase(FSMBehaviourBaseCase):
 
     path_to_skill = PACKAGE_DIR
     settings_overrides: Dict[str, str] = {}
+    #: The connection the behaviour under test sends its HTTP requests to.
+    http_connection = str(HTTP_CLIENT_PUBLIC_ID)
 
     @classmethod
     def setup_class(cls, **kwargs: Any) -> None:
@@ -278,18 +280,18 @@ class SettlementFSMBehaviourBaseCase(FSMBehaviourBaseCase):
         assert self.current.behaviour_id == behaviour_cls.auto_behaviour_id()
 
     def http_requests_in_outbox(self) -> List[HttpMessage]:
-        """Take every message from the outbox; all of them must be HTTP requests to the http_client."""
+        """Take every message from the outbox; all of them must be HTTP requests to `http_connection`."""
         messages = []
         while self.get_quantity_in_outbox():
             message = self.get_message_from_outbox()
             assert isinstance(message, HttpMessage), message
             assert message.performative == HttpMessage.Performative.REQUEST
-            assert message.to == str(HTTP_CLIENT_PUBLIC_ID)
+            assert message.to == self.http_connection
             messages.append(message)
         return messages
 
     def respond(self, request: HttpMessage, status: int, body: bytes, headers: str = "") -> None:
-        """Deliver the http_client's response to a request through the skill's HTTP handler."""
+        """Deliver the connection's response to a request through the skill's HTTP handler."""
         incoming = self.build_incoming_message(
             message_type=HttpMessage,
             dialogue_reference=(request.dialogue_reference[0], "stub"),
@@ -297,7 +299,7 @@ class SettlementFSMBehaviourBaseCase(FSMBehaviourBaseCase):
             target=request.message_id,
             message_id=-1,
             to=str(self.skill.skill_context.skill_id),
-            sender=str(HTTP_CLIENT_PUBLIC_ID),
+            sender=self.http_connection,
             version="",
             status_code=status,
             status_text="",

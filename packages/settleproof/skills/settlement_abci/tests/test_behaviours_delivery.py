@@ -115,6 +115,8 @@ class Merchant:
 class WebhookFSMBehaviourBaseCase(SettlementFSMBehaviourBaseCase):
     """Requests go to webhook_client and replies come from it; the store lives in a temporary folder."""
 
+    http_connection = WEBHOOK_CLIENT
+
     @pytest.fixture(autouse=True)
     def data_dir(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         """Each test gets its own store; the block time is NOW."""
@@ -130,34 +132,6 @@ class WebhookFSMBehaviourBaseCase(SettlementFSMBehaviourBaseCase):
     def metrics(self) -> WebhookMetrics:
         """The skill's webhook metrics."""
         return self.skill.skill_context.metrics.webhooks
-
-    def http_requests_in_outbox(self) -> List[HttpMessage]:
-        """Every message in the outbox; all of them must be requests to webhook_client."""
-        messages = []
-        while self.get_quantity_in_outbox():
-            message = self.get_message_from_outbox()
-            assert isinstance(message, HttpMessage) and message.to == WEBHOOK_CLIENT, message
-            assert message.performative == HttpMessage.Performative.REQUEST
-            messages.append(message)
-        return messages
-
-    def respond(self, request: HttpMessage, status: int, body: bytes, headers: str = "") -> None:
-        """Deliver webhook_client's response through the skill's HTTP handler."""
-        incoming = self.build_incoming_message(
-            message_type=HttpMessage,
-            dialogue_reference=(request.dialogue_reference[0], "stub"),
-            performative=HttpMessage.Performative.RESPONSE,
-            target=request.message_id,
-            message_id=-1,
-            to=str(self.skill.skill_context.skill_id),
-            sender=WEBHOOK_CLIENT,
-            version="",
-            status_code=status,
-            status_text="",
-            headers=headers,
-            body=body,
-        )
-        self.http_handler.handle(incoming)
 
 
 # --------------------------------------------------------------------------- DeliverWebhook
