@@ -17,7 +17,7 @@ PYTEST_FLAGS ?= -p no:cacheprovider -ra --durations=10
 COMMON := abci http contract_api ledger_api signing tendermint ipfs
 ANALYSE_IGNORE := -i abstract_abci
 
-.PHONY: help install sync-packages demo bench test check lock constraints clean distclean
+.PHONY: help install sync-packages demo demo-chaos bench test check lock constraints clean distclean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -47,8 +47,20 @@ $(ANVIL): tools/package.json tools/package-lock.json
 demo: install ## the local multi-agent demo: anvil, 3 RPC endpoints, merchant, devnet with 4 agents, 20 invoices
 	$(BIN)/python -m settleproof.demo
 
-bench: install ## benchmarks (not tests): RPC catch-up over many anvil blocks; BENCH_ARGS="--blocks 20000 --payments 2000" for a quicker run
-	$(BIN)/python benchmarks/catchup.py $(BENCH_ARGS)
+demo-chaos: install ## before/after reliability demo: one fault script through a naive baseline, then SettleProof; one table
+	$(BIN)/python -m settleproof.demo_chaos
+
+# Which benchmarks `make bench` runs (in this order) and their arguments; reports also go to benchmarks/results/ (ignored).
+BENCH ?= catchup delivery durability
+CATCHUP_ARGS ?=
+DELIVERY_ARGS ?=
+DURABILITY_ARGS ?=
+
+bench: install ## benchmarks (not tests): RPC catch-up, 1,000 webhooks in one period, memory/recovery after 100,000 events; quicker: BENCH=delivery DELIVERY_ARGS="--settlements 200", CATCHUP_ARGS="--blocks 20000 --payments 2000", DURABILITY_ARGS="--events 1000"
+	@mkdir -p benchmarks/results
+	$(if $(filter catchup,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/catchup.py $(CATCHUP_ARGS) | tee benchmarks/results/catchup.json)
+	$(if $(filter delivery,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/delivery.py $(DELIVERY_ARGS) | tee benchmarks/results/delivery.json)
+	$(if $(filter durability,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/durability.py $(DURABILITY_ARGS) | tee benchmarks/results/durability.json)
 
 test: install ## install (idempotent), then run the test suite (tests/ and packages/settleproof/)
 	@test -n "$(TEST_PATHS)" || { echo "no test dirs (tests/, packages/settleproof/) found" >&2; exit 1; }
@@ -70,7 +82,7 @@ constraints: ## regenerate constraints.txt from the current venv (after changing
 	  $(BIN)/pip freeze --exclude-editable --exclude settleproof; } > constraints.txt
 
 clean: ## remove build artefacts and caches (keeps .venv, .tools and third-party packages)
-	rm -rf build dist src/*.egg-info .pytest_cache .hypothesis .tox abci_build* benchmarks.html
+	rm -rf build dist src/*.egg-info .pytest_cache .hypothesis .tox abci_build* benchmarks.html benchmarks/results
 	find . -path ./$(VENV) -prune -o -path ./.tools -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## also remove synced third-party packages, .tools and download caches (keeps .venv)

@@ -56,10 +56,10 @@ def build_chain(node: Anvil, blocks: int, payments: int, receivers: int) -> Dict
             data = TRANSFER_SELECTOR + shop[2:].lower().rjust(64, "0") + f"{1000 + sent:064x}"
             node.rpc("eth_sendTransaction", [{"from": senders[sent % len(senders)], "to": token, "data": data}])
             sent += 1
-        node.rpc("anvil_mine", [hex(gap)])
+        node.rpc("anvil_mine", [hex(gap)], timeout=600)
     remaining = start + blocks - node.block_number()
     if remaining > 0:
-        node.rpc("anvil_mine", [hex(remaining)])
+        node.rpc("anvil_mine", [hex(remaining)], timeout=600)
     node.rpc("evm_setAutomine", [True])
     return {"token": token, "shops": shops, "start": start, "head": node.block_number()}
 

@@ -61,3 +61,6 @@ def test_kubernetes_deployment_of_four_agents(tmp_path: Path) -> None:
         assert agent_env["SETTLEPROOF_RPC_ENDPOINTS"] == env["SETTLEPROOF_RPC_ENDPOINTS"]
         assert agent_env["SETTLEPROOF_TOKEN_ADDRESS"] == env["SETTLEPROOF_TOKEN_ADDRESS"]
         assert json.loads(agent_env["ALL_PARTICIPANTS"]) == participants
+        # /metrics and /healthcheck: one port per pod, reachable by a scraper in the cluster.
+        assert agent_env["CONNECTION_HTTP_SERVER_CONFIG_PORT"] == "8000"
+        assert agent_env["CONNECTION_HTTP_SERVER_CONFIG_HOST"] == "0.0.0.0"  # nosec: inside the pod

@@ -108,7 +108,7 @@ def test_one_agent_registers_and_the_rpc_speaks_tendermint(devnet_factory: Calla
 
     manifest = json.loads((net.data_dir / "devnet.json").read_text())
     agent = manifest["agents"][0]
-    assert agent["pid"] == net.agent(0).pid and agent["metrics_port"] is None
+    assert agent["pid"] == net.agent(0).pid and agent["metrics_port"] == int(net.metrics_url(0).rsplit(":", 1)[1])
     assert agent["rpc_port"] == net.chain.ports[0].rpc
 
 

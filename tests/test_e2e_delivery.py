@@ -22,6 +22,7 @@ from settleproof.anvil import Anvil
 from settleproof.cli import main
 from settleproof.erc20 import transfer
 from settleproof.merchant import MerchantServer
+from tests.scrape import total, wait_for_metrics
 from tests.test_e2e_single_agent import (  # noqa: F401  # pylint: disable=unused-import
     agent_env,
     chain,
@@ -92,8 +93,18 @@ def test_outage_then_back_delivers_same_ids_and_410_is_dead_lettered_then_replay
         agent.wait_for(checkpoint_at_least(max(tx.block_number for tx in paid)), 120, "a later checkpoint")
         after_dead = len(agent.lines)
         agent.wait_for(checkpoint_at_least(w3.eth.block_number), 120, "another period")
+        # the same story on the agent's /metrics: retries while down, one delivery, one dead letter
+        metrics = wait_for_metrics(
+            f"http://127.0.0.1:{agent_runner.served_port(env)}", lambda m: total(m, "webhook_dlq_depth") == 1, 60
+        )
     finally:
         agent.stop()
+    assert total(metrics, "webhook_deliveries_total", outcome="retry") >= 6
+    assert total(metrics, "webhook_deliveries_total", outcome="delivered") == 1
+    assert total(metrics, "webhook_deliveries_total", outcome="gone") == 1
+    assert total(metrics, "webhook_dlq_total", reason="gone") == 1
+    assert total(metrics, "invoice_verification_latency_seconds_count") == 1
+    assert total(metrics, "webhook_outbox_depth") == 0
 
     assert {delivered["id"], dead} == ids  # the original ids: never a new one for the same payment
     attempts = merchant.report()["attempts"]

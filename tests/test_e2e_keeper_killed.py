@@ -20,6 +20,7 @@ from settleproof.devnet.network import Devnet
 from settleproof.erc20 import transfer
 from settleproof.merchant import MerchantServer
 from settleproof.service_env import settleproof_env
+from tests.scrape import total, wait_for_metrics
 from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-import
     devnet_factory,
     devnet_templates,
@@ -91,3 +92,18 @@ def test_keeper_killed_after_post_before_consensus(
     assert len(report["attempts"]) == 2 and report["duplicates"] == {event_id: 1}
     assert report["rejected"] == 0 and report["conflicts"] == []
     assert sum("webhook attempt" in line for line in net.agent(keeper).lines) == 0  # it never saw a reply
+
+    # The survivors' /metrics tell the same story (read over HTTP, as Prometheus would), once each has
+    # committed the checkpoint past the payment (metrics move when the round ends, after its log line).
+    scraped = [
+        wait_for_metrics(net.metrics_url(i), lambda m: total(m, "settlement_checkpoint_block") >= paid.block_number, 60)
+        for i in survivors
+    ]
+    for samples in scraped:
+        assert total(samples, "keeper_failover_total") >= 1
+        assert total(samples, "keeper_selection_rounds_total") >= 1
+        assert total(samples, "settlement_commit_seq") >= 2  # the Dedupe commit and a Checkpoint
+        assert total(samples, "webhook_outbox_depth") == 0
+    # only the new keeper POSTed among the survivors: one delivery, one verification latency
+    assert sum(total(s, "webhook_deliveries_total", outcome="delivered") for s in scraped) == 1
+    assert sum(total(s, "invoice_verification_latency_seconds_count") for s in scraped) == 1

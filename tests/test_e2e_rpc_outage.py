@@ -21,6 +21,7 @@ from settleproof.anvil import Anvil
 from settleproof.chaos import ChaosServer
 from settleproof.erc20 import transfer
 from settleproof.merchant import MerchantServer
+from tests.scrape import total, wait_for_metrics
 from tests.test_e2e_single_agent import (  # noqa: F401  # pylint: disable=unused-import
     CHECKPOINT_RE,
     agent_env,
@@ -80,6 +81,17 @@ def test_no_quorum_settles_nothing_then_providers_back_settle_everything(
         checkpoints = {int(m.group(1)) for m in map(CHECKPOINT_RE.search, during) if m}
         assert len(checkpoints) <= 2  # the period in flight when the outage began, then no move
         assert max(checkpoints, default=0) < paid.block_number
+        # /metrics during the outage: head quorum failures counted, the down provider's breaker open (2)
+        down = proxies[1].url.split("//")[1]
+        outage = wait_for_metrics(
+            f"http://127.0.0.1:{agent_runner.served_port(env)}",
+            lambda m: total(m, "rpc_circuit_breaker_state", provider=down) == 2, 60,
+        )
+        assert total(outage, "rpc_quorum_failures_total", check="head") >= 2
+        failed = total(outage, "rpc_requests_total", provider=down) - total(
+            outage, "rpc_requests_total", provider=down, outcome="ok"
+        )
+        assert failed >= 3  # refused or skipped while its breaker is open
 
         for proxy in proxies:
             proxy.clear()

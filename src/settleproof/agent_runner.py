@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess  # nosec: we start our own agents
 import sys
 import threading
@@ -26,6 +27,7 @@ CONNECTIONS = ",".join(
         "settleproof/webhook_client:0.1.0",
         "valory/abci:0.1.0",
         "valory/http_client:0.23.0",
+        "valory/http_server:0.22.0",
         "valory/ipfs:0.1.0",
         "valory/ledger:0.19.0",
     ]
@@ -42,6 +44,18 @@ class AgentError(RuntimeError):
 def registry_path() -> Path:
     """The local registry agents are fetched from: `$SETTLEPROOF_REGISTRY`, else the repo's `packages/`."""
     return Path(os.environ.get("SETTLEPROOF_REGISTRY") or repo_root() / "packages")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def served_port(env: Mapping[str, str]) -> int:
+    """The port an agent started with `env` serves /metrics and /healthcheck on."""
+    return int(env[f"{HTTP_SERVER_CONFIG}PORT"])
 
 
 def _bin(name: str) -> str:
@@ -196,6 +210,7 @@ class AgentProcess:
 
 SKILL_PARAMS = "SKILL_SETTLEPROOF_CHAINED_ABCI_MODELS_PARAMS_ARGS_"
 ABCI_CONFIG = "CONNECTION_ABCI_CONFIG_"
+HTTP_SERVER_CONFIG = "CONNECTION_HTTP_SERVER_CONFIG_"
 
 
 def framework_env(  # pylint: disable=too-many-arguments
@@ -207,6 +222,7 @@ def framework_env(  # pylint: disable=too-many-arguments
     use_mock: bool = False,
     round_timeout_seconds: float = 30.0,
     reset_pause_duration: int = 10,
+    metrics_port: Optional[int] = None,
 ) -> Dict[str, str]:
     """The framework settings of one agent, under the env names `autonomy deploy` also uses.
 
@@ -216,6 +232,9 @@ def framework_env(  # pylint: disable=too-many-arguments
     """
     rpc_address = tendermint_rpc_url.replace("http://", "tcp://")
     return {
+        # /metrics and /healthcheck (http_server): a free port unless given, so agents never collide.
+        f"{HTTP_SERVER_CONFIG}HOST": "127.0.0.1",
+        f"{HTTP_SERVER_CONFIG}PORT": str(metrics_port or free_port()),
         "ALL_PARTICIPANTS": json.dumps(participants),
         f"{ABCI_CONFIG}HOST": "127.0.0.1",
         f"{ABCI_CONFIG}PORT": str(abci_port),

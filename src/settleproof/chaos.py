@@ -12,7 +12,8 @@ hang        no answer at all until the fault changes or the proxy stops
 status      HTTP `status` (e.g. 503, 429 with `retry_after`) instead of an answer
 lag         a node `blocks` behind: lower head, no logs or blocks above it
 fabricate   an extra, well-formed `Transfer` log in every non-empty `eth_getLogs` range
-            (to the first receiver asked for, `value` base units, real block hash)
+            (to the first receiver asked for, `value` base units, real block hash);
+            with `at_block`, only in ranges holding that block, always the same fake
 drop        the first log of every `eth_getLogs` answer left out
 alter       the first log's value changed (to `value`, default +1)
 garbage     200 with a body that is not JSON
@@ -64,6 +65,7 @@ class Fault:  # pylint: disable=too-many-instance-attributes
     retry_after: Optional[str] = None
     blocks: int = 0
     value: Optional[int] = None
+    at_block: Optional[int] = None
     size: int = 1_000_000
     max_range: Optional[int] = None
     max_results: Optional[int] = None
@@ -338,6 +340,8 @@ class ChaosProxy:
             log_filter = call["params"][0]
             head = int(await self._upstream("eth_blockNumber", []), 16)
             block = min(int(log_filter["toBlock"], 16), head)
+            if fault.at_block is not None:  # one fake payment, not a new one per range
+                block = fault.at_block if fault.at_block <= block else -1
             if block >= int(log_filter["fromBlock"], 16):
                 found = await self._upstream("eth_getBlockByNumber", [hex(block), False])
                 value = fault.value if fault.value is not None else 10**24

@@ -9,6 +9,7 @@ import click
 from settleproof import __version__
 from settleproof.devnet.cli import devnet
 from settleproof.dlq_cli import dlq
+from settleproof.status import status
 
 
 @click.group(name="settleproof")
@@ -44,3 +45,4 @@ def packages_sync(force: bool) -> None:
 main.add_command(packages)
 main.add_command(devnet)
 main.add_command(dlq)
+main.add_command(status)

@@ -108,8 +108,15 @@ class Merchant:
     events (coroutines on any loop).
     """
 
-    def __init__(self, secret: str, list_paid_as_open: bool = False) -> None:
-        """``list_paid_as_open`` simulates a merchant slow to update its list."""
+    def __init__(self, secret: str, list_paid_as_open: bool = False, accept_unverified: bool = False) -> None:
+        """``list_paid_as_open`` simulates a merchant slow to update its list.
+
+        ``accept_unverified`` answers 200 to requests that fail verification and
+        keeps them in ``unverified`` instead of rejecting them, so a sender that
+        does not sign (the ``make demo-chaos`` baseline) can still be scored.
+        They never change an invoice's status.
+        """
+        self.accept_unverified = accept_unverified
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._async_waiters: List[Tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
@@ -132,6 +139,7 @@ class Merchant:
             self._events: Dict[str, Dict[str, Any]] = {}
             self.duplicates: Dict[str, int] = {}
             self.rejections: List[Dict[str, Any]] = []
+            self.unverified: List[Dict[str, Any]] = []
             self.attempts: List[Dict[str, Any]] = []
             self.arrivals: List[Dict[str, Any]] = []
             self.conflicts: List[Dict[str, Any]] = []
@@ -207,6 +215,9 @@ class Merchant:
         except Exception as exc:  # noqa: BLE001  # any failure means "not from SettleProof"
             # The library raises WebhookVerificationError, but a garbled
             # signature header can surface as ValueError/binascii.Error too.
+            if self.accept_unverified:
+                self._keep_unverified(msg_id, body, received_at, received_iso)
+                return 200, {"verified": False}
             self._reject(msg_id, repr(exc), received_iso)
             return 401, {"error": "invalid signature"}
         try:
@@ -251,6 +262,23 @@ class Merchant:
             self.rejections.append({"webhook_id": msg_id, "reason": reason, "received_at": received_iso})
             self._notify()
 
+    def _keep_unverified(self, msg_id: Optional[str], body: bytes, received_at: float, received_iso: str) -> None:
+        """Record an accepted but unverifiable request with what it claims (ids may be in the body only)."""
+        try:
+            event = json.loads(body)
+            claimed = (event.get("id"), event["data"].get("invoice_uuid"), event["data"].get("tx_hash"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            claimed = (None, None, None)
+        with self._lock:
+            self.unverified.append({
+                "id": msg_id or claimed[0],
+                "invoice_uuid": claimed[1],
+                "tx_hash": claimed[2],
+                "received_at": received_iso,
+                "received_at_unix": received_at,
+            })
+            self._notify()
+
     def events(self) -> List[Dict[str, Any]]:
         """Verified, distinct events in arrival order."""
         with self._lock:
@@ -266,6 +294,7 @@ class Merchant:
                 "rejections": list(self.rejections),
                 "conflicts": list(self.conflicts),
                 "attempts": list(self.attempts),
+                "unverified": [dict(u) for u in self.unverified],
             }
 
     def record_arrival(self, webhook_id: Optional[str]) -> None:
@@ -323,6 +352,10 @@ class Merchant:
             return delay, failing
 
     # ------------------------------------------------------------------ waiting
+    def wait_until(self, done: Callable[["Merchant"], bool], timeout: float, what: str) -> None:
+        """Block until ``done(merchant)`` holds (called under the lock on every change)."""
+        self._wait(lambda: done(self), timeout, what)
+
     def wait_for_events(self, count: int, timeout: float = 10.0) -> List[Dict[str, Any]]:
         """Block until ``count`` distinct verified events arrived; return all events."""
         self._wait(lambda: len(self._events) >= count, timeout, f"{count} events")

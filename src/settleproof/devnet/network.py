@@ -132,6 +132,10 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
             raise agent_runner.AgentError(f"agent {index} is not running")
         return process
 
+    def metrics_url(self, index: int) -> str:
+        """Base URL of agent ``index``'s ``/metrics`` and ``/healthcheck``."""
+        return f"http://127.0.0.1:{agent_runner.served_port(self._envs[index])}"
+
     def wait_registered(self, timeout: float, indices: Optional[List[int]] = None) -> int:
         """Block until the agents left registration; the chain's height then."""
         deadline = time.monotonic() + timeout
@@ -208,7 +212,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
                 "abci_port": ports.abci,
                 "rpc_port": ports.rpc,
                 "com_port": ports.com,
-                "metrics_port": None,
+                "metrics_port": agent_runner.served_port(self._envs[slot.index]) if self._envs else None,
                 "log": str(slot.log_path),
                 "folder": str(slot.folder),
                 "data_dir": self._envs[slot.index]["SETTLEPROOF_DATA_DIR"] if self._envs else None,

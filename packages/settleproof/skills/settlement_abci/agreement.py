@@ -42,13 +42,16 @@ class Observation:
     """One agent's view of `[from_block, to_block]`.
 
     `to_block < from_block` says the agent could not safely scan anything;
-    `invoices is None` says it could not read the merchant's invoices.
+    `invoices is None` says it could not read the merchant's invoices;
+    `anchor_hash` is the hash a quorum of its providers gives the checkpoint
+    block now ("" when not asked or not known).
     """
 
     from_block: int
     to_block: int
     payments: Tuple[Payment, ...] = ()
     invoices: Optional[Tuple[Invoice, ...]] = None
+    anchor_hash: str = ""
 
     @property
     def destinations(self) -> Set[Destination]:
@@ -56,28 +59,62 @@ class Observation:
         return {(i.token, i.receiver) for i in self.invoices or ()}
 
     def to_json(self) -> str:
-        """Canonical JSON: the same observation always gives the same bytes."""
+        """Canonical, compact JSON: the same observation always gives the same bytes.
+
+        It travels in a consensus transaction (Tendermint caps one at 1 MB and the framework
+        sends it hex-encoded in an RPC request line), so tokens and blocks are listed once and
+        payments and invoices are positional arrays: about 200 bytes a payment, 130 an invoice.
+        """
+        payments = sorted(self.payments)
+        tokens = sorted({p.transfer.token for p in payments} | {i.token for i in self.invoices or ()})
+        index = {token: n for n, token in enumerate(tokens)}
+        blocks = {p.transfer.block_number: (p.transfer.block_hash, p.block_timestamp) for p in payments}
         document = {
             "from_block": self.from_block,
             "to_block": self.to_block,
-            "payments": [p.to_json() for p in sorted(self.payments)],
-            "invoices": (
-                None if self.invoices is None else [i.to_json() for i in sorted(self.invoices)]
-            ),
+            "anchor_hash": self.anchor_hash,
+            "tokens": tokens,
+            "blocks": [[number, *blocks[number]] for number in sorted(blocks)],
+            "payments": [
+                [t.block_number, t.log_index, t.tx_hash, index[t.token], t.sender, t.receiver, str(t.value)]
+                for t in (p.transfer for p in payments)
+            ],
+            "invoices": None if self.invoices is None else [
+                [i.uuid, index[i.token], i.receiver, str(i.amount), i.payer, i.created_block]
+                for i in sorted(self.invoices)
+            ],
         }
-        return json.dumps(document, sort_keys=True, separators=(",", ":"))
+        return json.dumps(document, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Observation":
-        """Inverse of `to_json`."""
-        data = json.loads(text)
-        invoices = data["invoices"]
-        return cls(
-            from_block=int(data["from_block"]),
-            to_block=int(data["to_block"]),
-            payments=tuple(Payment.from_json(p) for p in data["payments"]),
-            invoices=None if invoices is None else tuple(Invoice.from_json(i) for i in invoices),
-        )
+        """Inverse of `to_json`; raises ValueError for anything else (another agent sent it)."""
+        try:
+            data = json.loads(text)
+            tokens = [str(token) for token in data["tokens"]]
+            blocks = {int(n): (str(h), int(ts)) for n, h, ts in data["blocks"]}
+            payments = tuple(
+                Payment(
+                    Transfer(int(block), int(log_index), str(tx), blocks[int(block)][0], tokens[token],
+                             str(sender), str(receiver), int(value)),
+                    blocks[int(block)][1],
+                )
+                for block, log_index, tx, token, sender, receiver, value in data["payments"]
+            )
+            invoices = data["invoices"]
+            return cls(
+                from_block=int(data["from_block"]),
+                to_block=int(data["to_block"]),
+                payments=payments,
+                invoices=None if invoices is None else tuple(
+                    Invoice(str(uuid), tokens[token], str(receiver), int(amount),
+                            None if payer is None else str(payer), None if created is None else int(created))
+                    for uuid, token, receiver, amount, payer, created in invoices
+                ),
+                anchor_hash=str(data["anchor_hash"]),
+            )
+        except (TypeError, KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"malformed observation: {error!r}") from None
 
 
 @dataclass(frozen=True)
@@ -112,6 +149,20 @@ class Agreement:
             payments=tuple(Payment.from_json(p) for p in data["payments"]),
             invoices=tuple(Invoice.from_json(i) for i in data["invoices"]),
         )
+
+
+def anchor_verdict(expected: str, reported: Sequence[str], threshold: int) -> Optional[bool]:
+    """Does the chain still hold the checkpoint block? True when nothing is known to check or a
+    threshold of agents report its stored hash; False when a threshold report another hash (a
+    reorg deeper than the confirmation depth); None when neither can be said."""
+    if not expected:
+        return True
+    known = [h for h in reported if h]
+    if sum(1 for h in known if h == expected) >= threshold:
+        return True
+    if sum(1 for h in known if h != expected) >= threshold:
+        return False
+    return None
 
 
 def _could_still_reach(votes: int, voters: int, participants: int, threshold: int) -> bool:

@@ -1,6 +1,5 @@
 """Behaviours of the settlement rounds: gather inputs, call the pure cores, send the payload."""
 
-import json
 import sqlite3
 import time
 from abc import ABC
@@ -16,18 +15,22 @@ from packages.settleproof.skills.settlement_abci.delivery import (
     block_time,
     delivery_budget,
 )
+from packages.settleproof.skills.settlement_abci.dedupe import derive_events
 from packages.settleproof.skills.settlement_abci.keeper import keeper_for
-from packages.settleproof.skills.settlement_abci.matching import match
-from packages.settleproof.skills.settlement_abci.metrics import WebhookMetrics
+from packages.settleproof.skills.settlement_abci.metrics import (
+    ConsensusMetrics,
+    DurabilityMetrics,
+    WebhookMetrics,
+)
 from packages.settleproof.skills.settlement_abci.observer import ObserverMixin
 from packages.settleproof.skills.settlement_abci.outbox import (
     DeliveryResult,
     OutboxEntry,
     apply_results,
+    load_entries,
     attempt_result,
     due,
     dumps,
-    used_transactions,
 )
 from packages.settleproof.skills.settlement_abci.payloads import (
     CheckpointPayload,
@@ -35,8 +38,10 @@ from packages.settleproof.skills.settlement_abci.payloads import (
     DeliverWebhookPayload,
     FetchLogsQuorumPayload,
     KeeperFailoverPayload,
+    RecoverStatePayload,
     SelectKeeperPayload,
 )
+from packages.settleproof.skills.settlement_abci.recovery import RECOVERY_LIMIT_BYTES, CommittedState
 from packages.settleproof.skills.settlement_abci.webhook_retry import (
     header,
     outcome_of,
@@ -48,19 +53,20 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     DeliverWebhookRound,
     FetchLogsQuorumRound,
     KeeperFailoverRound,
+    RETRY_TRANSITIONS,
+    RecoverStateRound,
     SelectKeeperRound,
     SettlementAbciApp,
     SynchronizedData,
     checkpoint_vote,
     committed_checkpoint,
+    enqueued_state,
     next_block,
-    state_digest,
-    stored_state_digest,
+    next_state,
 )
 from packages.settleproof.skills.settlement_abci.store import StoreError
 from packages.settleproof.skills.settlement_abci.webhook import (
     WebhookEvent,
-    build_event,
     signed_headers,
 )
 from packages.valory.skills.abstract_round_abci.base import BaseTxPayload
@@ -73,12 +79,67 @@ from packages.valory.skills.abstract_round_abci.behaviours import (
 class SettlementBehaviour(SettlementBaseBehaviour, ABC):
     """Sends one payload per round and waits for the round to end."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        """The framework makes one behaviour per round entered: count the entry."""
+        super().__init__(**kwargs)
+        self.count_round_entry()
+
+    def count_round_entry(self) -> None:
+        """Keeper selections, failovers, and retries (entered through a no-majority or timeout transition)."""
+        metrics: ConsensusMetrics = self.context.metrics.consensus
+        if self.matching_round is SelectKeeperRound:
+            metrics.keeper_selections.inc()
+        if self.matching_round is KeeperFailoverRound:
+            metrics.keeper_failovers.inc()
+        try:  # pylint: disable=protected-access  # the framework keeps the rounds run so far here
+            previous = self.context.state.round_sequence._abci_app._previous_rounds or [None]
+        except (ValueError, AttributeError):  # before the FSM is set up (loading the skill)
+            previous = [None]
+        if (type(previous[-1]), self.matching_round) in RETRY_TRANSITIONS:
+            metrics.retries.labels(type(previous[-1]).auto_round_id()).inc()
+
     def finish(self, payload: BaseTxPayload) -> Generator:
         """Send the payload through consensus, wait for the round to end, then hand over."""
         with self.context.benchmark_tool.measure(self.behaviour_id).consensus():
             yield from self.send_a2a_transaction(payload)
             yield from self.wait_until_round_end()
         self.set_done()
+
+    def store_if_committed(self, state: CommittedState, period: int, silent_keepers: Sequence[str] = ()) -> bool:
+        """Write `state` to the durable store if the round that just ended committed it.
+
+        Called from `clean_up` (the framework replaces the behaviour when its round ends, so code
+        after `wait_until_round_end` may never run). By then the next round runs, whose
+        synchronized data class may be another skill's: read the db through ours.
+        """
+        if SynchronizedData(self.synchronized_data.db).committed_state.digest != state.digest:
+            self.log("warning", "state not stored: the round did not commit this agent's view", period=period)
+            return False
+        try:
+            self.context.durable_store.store.commit(state, period, silent_keepers)
+        except (StoreError, sqlite3.Error) as error:
+            self.log("error", "durable store not written", period=period, error=str(error)[:300])
+        return True
+
+
+class RecoverStateBehaviour(SettlementBehaviour):
+    """After registration, report the committed state this agent holds: its store's, or the
+    synchronized one when that is newer (registration after an error keeps it)."""
+
+    matching_round = RecoverStateRound
+
+    def async_act(self) -> Generator:
+        """Read the store; a store that cannot be read reports nothing rather than stop the agent."""
+        report = self.synchronized_data.committed_state
+        try:
+            stored = self.context.durable_store.store.committed_state()
+        except (StoreError, sqlite3.Error) as error:
+            self.log("error", "durable store unreadable", error=str(error)[:300])
+            stored = None
+        if stored is not None and stored.seq > report.seq:
+            report = stored
+        self.log("info", "reporting committed state", seq=report.seq, checkpoint=report.checkpoint)
+        yield from self.finish(RecoverStatePayload(self.context.agent_address, report.to_json()))
 
 
 class SelectKeeperBehaviour(SettlementBehaviour):
@@ -90,7 +151,10 @@ class SelectKeeperBehaviour(SettlementBehaviour):
         """Compute the keeper; every honest agent computes the same one."""
         data = self.synchronized_data
         keeper = keeper_for(data.participants, data.period_count)
-        self.log("info", "keeper selected", period=data.period_count, keeper=keeper)
+        self.log(
+            "info", "keeper selected", period=data.period_count, keeper=keeper,
+            checkpoint=data.checkpoint, commit_seq=data.commit_seq,
+        )
         yield from self.finish(SelectKeeperPayload(self.context.agent_address, keeper))
 
 
@@ -105,8 +169,14 @@ class FetchLogsQuorumBehaviour(ObserverMixin, SettlementBehaviour):
         from_block = next_block(data.checkpoint)
         if from_block is None:
             from_block = self.params.settings.start_block
+        anchor = data.checkpoint if data.checkpoint_hash else None
         with self.context.benchmark_tool.measure(self.behaviour_id).local():
-            observation = yield from self.observe(from_block)
+            observation = yield from self.observe(from_block, anchor)
+        if anchor is not None and observation.anchor_hash not in ("", data.checkpoint_hash):
+            self.log(
+                "error", "chain no longer holds the checkpoint block", block=anchor,
+                stored_hash=data.checkpoint_hash, chain_hash=observation.anchor_hash,
+            )
         self.log(
             "info",
             "observed",
@@ -121,26 +191,24 @@ class FetchLogsQuorumBehaviour(ObserverMixin, SettlementBehaviour):
 
 
 class DedupeBehaviour(SettlementBehaviour):
-    """Match the agreed payments to the agreed invoices and drop what was already processed."""
+    """Match the agreed payments to the agreed invoices and drop what was already processed; once the
+    round recorded new events, store them before any keeper can POST them."""
 
     matching_round = DedupeRound
 
+    def __init__(self, **kwargs: Any) -> None:
+        """Nothing to store yet."""
+        super().__init__(**kwargs)
+        self.pending: Optional[Tuple[CommittedState, int]] = None
+
     def async_act(self) -> Generator:
-        """Derive the new events from agreed data only, so every agent builds the same bytes."""
+        """Derive the new events from agreed data only, so every agent votes for the same digest."""
         data = self.synchronized_data
-        agreement = data.agreement
-        processed = data.processed_keys
-        used = used_transactions(processed)
-        fresh = [p for p in agreement.payments if p.transfer.tx_hash not in used]
-        duplicates = len(agreement.payments) - len(fresh)
-        settled = {key.rsplit(":", 1)[0] for key in processed}
-        timestamps = {p.transfer: p.block_timestamp for p in fresh}
-        settlements = match(agreement.invoices, list(timestamps), settled)
-        confirmations = self.params.settings.confirmations
-        events = [
-            build_event(s, timestamps[s.transfer], confirmations) for s in settlements
-        ]
-        for settlement in settlements:
+        derived = derive_events(data.agreement, data.processed_keys, self.params.settings.confirmations)
+        now = block_time(self.round_sequence)
+        if derived.events:
+            self.pending = (enqueued_state(data, derived.events, now), data.period_count)
+        for settlement in derived.settlements:
             self.log(
                 "info",
                 "invoice settled",
@@ -148,14 +216,19 @@ class DedupeBehaviour(SettlementBehaviour):
                 tx_hash=settlement.transfer.tx_hash,
                 block=settlement.transfer.block_number,
             )
-        if duplicates:
-            self.log("info", "duplicate payments dropped", count=duplicates)
-        new_events = json.dumps(
-            [{"id": e.id, "body": e.body} for e in sorted(events, key=lambda e: e.id)],
-            separators=(",", ":"),
-        )
-        payload = DedupePayload(self.context.agent_address, new_events, block_time(self.round_sequence))
+        if derived.duplicates:
+            self.log("info", "duplicate payments dropped", count=derived.duplicates)
+            durability: DurabilityMetrics = self.context.metrics.durability
+            durability.duplicates_dropped.inc(derived.duplicates)
+        payload = DedupePayload(self.context.agent_address, derived.digest, now)
         yield from self.finish(payload)
+
+    def clean_up(self) -> None:
+        """Store the recorded events if the round committed them."""
+        pending, self.pending = self.pending, None
+        super().clean_up()
+        if pending is not None:
+            self.store_if_committed(*pending)
 
 
 class DeliverWebhookBehaviour(WebhookSenderMixin, SettlementBehaviour):
@@ -210,6 +283,8 @@ class DeliverWebhookBehaviour(WebhookSenderMixin, SettlementBehaviour):
             outcome = outcome_of(reply.status)
             metrics.deliveries.labels(outcome.value).inc()
             metrics.latency.observe(attempt.seconds * 1000)
+            if result.delivered:
+                metrics.verification_latency.observe(max(0.0, time.time() - entry.created_at))
             self.log(
                 "info" if result.delivered else "warning",
                 "webhook attempt",
@@ -247,19 +322,18 @@ class KeeperFailoverBehaviour(SettlementBehaviour):
 
 @dataclass(frozen=True)
 class CheckpointVote:
-    """What a Checkpoint vote stands for: the digest, and the state and transition behind it."""
+    """What a Checkpoint vote stands for: the state it commits and the transition behind it."""
 
-    digest: str
-    checkpoint: Optional[int]
+    state: CommittedState
     period: int
     before: Tuple[OutboxEntry, ...]
-    outbox: Tuple[OutboxEntry, ...]
-    dead_letters: Tuple[OutboxEntry, ...]
     newly_dead: Tuple[OutboxEntry, ...]
     delivered: Tuple[str, ...]
+    reorg_block: Optional[int]
+    silent_keepers: Tuple[str, ...]
 
 
-class CheckpointBehaviour(SettlementBehaviour):
+class CheckpointBehaviour(ObserverMixin, SettlementBehaviour):
     """Vote for the state the period commits; once the round committed it, write it to the durable store."""
 
     matching_round = CheckpointRound
@@ -270,37 +344,46 @@ class CheckpointBehaviour(SettlementBehaviour):
         self.vote: Optional[CheckpointVote] = None
 
     def async_act(self) -> Generator:
-        """Every agent derives the same checkpoint and state from agreed data."""
-        data = self.synchronized_data
-        policy = self.params.outbox_policy
-        checkpoint, digest, _ = state_digest(committed_checkpoint(data), data, policy)
-        remaining, dead, delivered = apply_results(data.outbox, data.delivery_report, policy)
-        self.vote = CheckpointVote(
-            digest, checkpoint, data.period_count, tuple(data.outbox), tuple(remaining),
-            tuple(sorted([*data.dead_letters, *dead])), tuple(dead), tuple(delivered),
+        """Every agent derives the same checkpoint and state from agreed data; the new checkpoint's
+        block hash comes from a quorum of providers, so the next periods can tell a deep reorg."""
+        data, params = self.synchronized_data, self.params
+        checkpoint = committed_checkpoint(data)
+        block_hash = data.checkpoint_hash
+        if checkpoint is not None and checkpoint != data.checkpoint:
+            block_hash = yield from self.block_hash(checkpoint)
+            if not block_hash:
+                self.log("warning", "checkpoint block hash unknown: no provider quorum", block=checkpoint)
+        state = next_state(checkpoint, block_hash, data, params.outbox_policy, params.processed_retention_blocks)
+        _, dead, delivered = apply_results(data.outbox, data.delivery_report, params.outbox_policy)
+        silent = tuple(
+            keeper_for(data.participants, data.period_count, k) for k in range(data.keeper_failovers)
         )
-        self.log("info", "checkpoint", period=data.period_count, block=checkpoint)
-        payload = CheckpointPayload(self.context.agent_address, checkpoint_vote(checkpoint), digest)
+        self.vote = CheckpointVote(
+            state, data.period_count, tuple(data.outbox), tuple(dead), tuple(delivered), data.reorg_block, silent
+        )
+        size = len(state.to_json())
+        if size > RECOVERY_LIMIT_BYTES:
+            self.log(
+                "warning", "committed state too large to share at a recovery; lower processed_retention_blocks",
+                bytes=size, limit=RECOVERY_LIMIT_BYTES,
+            )
+        if data.reorg_block is not None:
+            self.log(
+                "error", "halted: the chain no longer holds the checkpoint block; not advancing",
+                block=data.reorg_block, checkpoint_hash=data.checkpoint_hash,
+            )
+        self.log("info", "checkpoint", period=data.period_count, block=checkpoint, commit_seq=state.seq)
+        payload = CheckpointPayload(
+            self.context.agent_address, checkpoint_vote(checkpoint), block_hash, state.digest
+        )
         yield from self.finish(payload)
 
     def clean_up(self) -> None:
-        """Called when the round has ended (the framework then replaces this behaviour, so code after
-        `wait_until_round_end` may never run): store the state if the round committed this vote."""
+        """Store the state and count the transition if the round committed this vote."""
         vote, self.vote = self.vote, None
         super().clean_up()
-        if vote is None:
-            return
-        # By now the next round runs, whose synchronized data class may be another skill's.
-        if stored_state_digest(SynchronizedData(self.synchronized_data.db)) != vote.digest:
-            self.log("warning", "checkpoint not stored: the round did not commit this vote", period=vote.period)
-            return
-        try:
-            self.context.durable_store.store.commit_checkpoint(
-                vote.checkpoint, vote.period, vote.outbox, vote.dead_letters
-            )
-        except (StoreError, sqlite3.Error) as error:
-            self.log("error", "durable store not written", period=vote.period, error=str(error)[:300])
-        self.count(vote)
+        if vote is not None and self.store_if_committed(vote.state, vote.period, vote.silent_keepers):
+            self.count(vote)
 
     def count(self, vote: CheckpointVote) -> None:
         """Metrics of the committed transition, the same on every agent."""
@@ -315,15 +398,19 @@ class CheckpointBehaviour(SettlementBehaviour):
                 "error", "webhook dead-lettered", event_id=entry.id, reason=entry.dead_reason,
                 attempts=entry.attempts, last_status=entry.last_status,
             )
-        metrics.outbox_depth.set(len(vote.outbox))
+        metrics.outbox_depth.set(len(load_entries(vote.state.values["outbox"])))
+        metrics.dlq_depth.set(len(load_entries(vote.state.values["dead_letters"])))
+        durability: DurabilityMetrics = self.context.metrics.durability
+        durability.record_commit(vote.state.checkpoint, vote.state.seq, vote.reorg_block)
 
 
 class SettlementRoundBehaviour(AbstractRoundBehaviour):
     """The settlement FSM's behaviours."""
 
-    initial_behaviour_cls = SelectKeeperBehaviour
+    initial_behaviour_cls = RecoverStateBehaviour
     abci_app_cls = SettlementAbciApp
     behaviours: Set[Type[BaseBehaviour]] = {  # type: ignore
+        RecoverStateBehaviour,
         SelectKeeperBehaviour,
         FetchLogsQuorumBehaviour,
         DedupeBehaviour,

@@ -3,7 +3,8 @@
 A registry of our own (not prometheus-client's global one) so that several
 agents in one process (tests) never share counters, and whoever exposes the
 metrics serves exactly this skill's. Each area registers its metrics in this
-registry (`webhooks` below; `models.RpcHealth` registers `rpc_metrics.RpcMetrics` here).
+registry (`webhooks`, `durability` and `consensus` below; `models.RpcHealth`
+registers `rpc_metrics.RpcMetrics` here).
 
 `webhook_delivery_success_rate` is
 `webhook_deliveries_total{outcome="delivered"} / sum(webhook_deliveries_total)`.
@@ -11,7 +12,7 @@ Deliveries and latency are counted by the agent that POSTed (the keeper);
 dead letters, outbox depth and attempts per event by every agent from the agreed state.
 """
 
-from typing import Any
+from typing import Any, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -21,6 +22,7 @@ from packages.settleproof.skills.settlement_abci.rpc_metrics import LATENCY_BUCK
 
 
 ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 50)
+VERIFICATION_BUCKETS_S = (0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
 class WebhookMetrics:
@@ -52,6 +54,17 @@ class WebhookMetrics:
             "Events waiting in the agreed outbox after the last checkpoint",
             registry=registry,
         )
+        self.verification_latency = Histogram(
+            "invoice_verification_latency_seconds",
+            "From the block time at which the agents agreed on a confirmed payment to the merchant's 2xx",
+            buckets=VERIFICATION_BUCKETS_S,
+            registry=registry,
+        )
+        self.dlq_depth = Gauge(
+            "webhook_dlq_depth",
+            "Events in the agreed dead-letter queue after the last committed state",
+            registry=registry,
+        )
         self.attempts = Histogram(
             "webhook_attempts_per_event",
             "Attempts an event took until it was delivered or dead-lettered",
@@ -65,6 +78,67 @@ class WebhookMetrics:
         return 0.0 if found is None else found
 
 
+class DurabilityMetrics:
+    """What the committed state and its recovery count; every agent counts the same agreed data."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Register every metric once."""
+        self.duplicates_dropped = Counter(
+            "duplicate_events_dropped_total",
+            "Agreed payments dropped because their transaction already paid an invoice (re-scanned blocks)",
+            registry=registry,
+        )
+        self.reorgs = Counter(
+            "chain_reorg_detected_total",
+            "Periods in which the chain no longer held the checkpoint block (a reorg deeper than the confirmations)",
+            registry=registry,
+        )
+        self.halted_at = Gauge(
+            "chain_reorg_halted_block",
+            "The checkpoint block the chain no longer holds while the service is halted; 0 when not halted",
+            registry=registry,
+        )
+        self.checkpoint = Gauge(
+            "settlement_checkpoint_block",
+            "The last committed checkpoint block (-1 before the first scan)",
+            registry=registry,
+        )
+        self.commits = Gauge(
+            "settlement_commit_seq",
+            "How many Checkpoint rounds have committed since the service first started",
+            registry=registry,
+        )
+
+    def record_commit(self, checkpoint: Optional[int], seq: int, reorg_block: Optional[int]) -> None:
+        """One committed Checkpoint round."""
+        self.checkpoint.set(-1 if checkpoint is None else checkpoint)
+        self.commits.set(seq)
+        if reorg_block is not None:
+            self.reorgs.inc()
+        self.halted_at.set(0 if reorg_block is None else reorg_block)
+
+
+class ConsensusMetrics:
+    """What the rounds' transitions count, on every agent (each agent sees the same transitions)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Register every metric once."""
+        self.keeper_selections = Counter(
+            "keeper_selection_rounds_total", "SelectKeeper rounds entered (one per period, more on retries)",
+            registry=registry,
+        )
+        self.keeper_failovers = Counter(
+            "keeper_failover_total", "KeeperFailover rounds entered: a keeper stayed silent past its timeout",
+            registry=registry,
+        )
+        self.retries = Counter(
+            "consensus_round_retries_total",
+            "Rounds that ended without agreement (no majority or round timeout) and were run again, by round",
+            ["round"],
+            registry=registry,
+        )
+
+
 class Metrics(Model):
     """Holds the skill's registry and the metrics registered in it."""
 
@@ -73,3 +147,5 @@ class Metrics(Model):
         super().__init__(*args, **kwargs)
         self.registry = CollectorRegistry()
         self.webhooks = WebhookMetrics(self.registry)
+        self.durability = DurabilityMetrics(self.registry)
+        self.consensus = ConsensusMetrics(self.registry)

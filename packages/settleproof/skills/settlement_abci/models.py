@@ -17,11 +17,13 @@ from packages.settleproof.skills.settlement_abci.webhook_retry import Backoff
 from packages.settleproof.skills.settlement_abci.retry_policy import RetryPolicy
 from packages.settleproof.skills.settlement_abci.rounds import (
     CheckpointRound,
+    DedupeRound,
     Event,
+    RecoverStateRound,
     SettlementAbciApp,
 )
 from packages.settleproof.skills.settlement_abci.rpc_metrics import RpcMetrics
-from packages.settleproof.skills.settlement_abci.store import Store
+from packages.settleproof.skills.settlement_abci.store import Store, StoreError, check_existing
 from packages.valory.skills.abstract_round_abci.models import BaseParams
 from packages.valory.skills.abstract_round_abci.models import (
     BenchmarkTool as BaseBenchmarkTool,
@@ -75,6 +77,16 @@ class Params(BaseParams):
             )
         except ConfigError as error:
             raise InvalidSettings(f"invalid configuration: {error}") from None
+        try:
+            check_existing(self.settings.data_dir)
+        except StoreError as error:
+            raise InvalidSettings(f"refusing to start: {error}") from None
+        self.processed_retention_blocks: int = self._ensure("processed_retention_blocks", kwargs, int)
+        if self.processed_retention_blocks < 1:
+            raise InvalidSettings(
+                f"invalid configuration: processed_retention_blocks: {self.processed_retention_blocks} "
+                "is below the minimum 1"
+            )
         self.rpc_timeout_seconds: float = self._ensure("rpc_timeout_seconds", kwargs, float)
         self.webhook_timeout_seconds: float = self._ensure(
             "webhook_timeout_seconds", kwargs, float
@@ -146,14 +158,25 @@ class SharedState(BaseSharedState):
     abci_app_cls = SettlementAbciApp
 
     def setup(self) -> None:
-        """Apply the configured timeouts and attempt limit to the FSM."""
+        """Apply the configured timeouts and the rounds' settings to the FSM."""
         super().setup()
         params = self.context.params
         SettlementAbciApp.event_to_timeout[Event.ROUND_TIMEOUT] = params.round_timeout_seconds
         SettlementAbciApp.event_to_timeout[Event.KEEPER_TIMEOUT] = (
             params.round_timeout_seconds
         )
-        CheckpointRound.policy = params.outbox_policy
+        configure_rounds(params)
+
+
+def configure_rounds(params: Params) -> None:
+    """Hand the rounds the settings they apply to agreed data (rounds cannot read params).
+
+    Every skill that runs these rounds (this one, the chained one) calls it from its shared state's setup.
+    """
+    CheckpointRound.policy = params.outbox_policy
+    CheckpointRound.retention_blocks = params.processed_retention_blocks
+    RecoverStateRound.retention_blocks = params.processed_retention_blocks
+    DedupeRound.confirmations = params.settings.confirmations
 
 
 class RpcHealth(Model):

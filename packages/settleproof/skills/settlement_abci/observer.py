@@ -10,6 +10,7 @@ covers less, and the checkpoint stays where it was.
 import json
 import time
 from abc import ABC
+from dataclasses import replace
 from typing import Generator, List, Optional, Tuple, TypeVar, cast
 
 from packages.settleproof.skills.settlement_abci.agreement import Observation
@@ -42,8 +43,25 @@ T = TypeVar("T")
 class ObserverMixin(SettlementBaseBehaviour, ABC):
     """Builds this agent's `Observation` of the current period."""
 
-    def observe(self, from_block: Optional[int]) -> Generator[None, None, Observation]:
-        """Observe `[from_block, safe head]`; `from_block=None` only reports the safe head."""
+    def observe(
+        self, from_block: Optional[int], anchor: Optional[int] = None
+    ) -> Generator[None, None, Observation]:
+        """Observe `[from_block, safe head]`; `from_block=None` only reports the safe head.
+        With `anchor`, also report the hash a quorum of providers gives that block now."""
+        observation = yield from self._observe_range(from_block)
+        if anchor is None or anchor < 0:
+            return observation
+        anchor_hash = yield from self.block_hash(anchor)
+        return replace(observation, anchor_hash=anchor_hash)
+
+    def block_hash(self, number: int) -> Generator[None, None, str]:
+        """The block's hash per a quorum of providers, or "" when they do not agree on one."""
+        reader = self.quorum_reader()
+        blocks = yield from self.drive(reader.read_blocks([number]), {})
+        block = blocks.get(number)
+        return "" if block is None else block[0]
+
+    def _observe_range(self, from_block: Optional[int]) -> Generator[None, None, Observation]:
         settings = self.params.settings
         invoices = yield from self.fetch_invoices()
         reader = self.quorum_reader()

@@ -7,7 +7,7 @@ are block times (unix seconds of the consensus chain), never an agent's clock.
 
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import AbstractSet, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from packages.settleproof.skills.settlement_abci.webhook_retry import (
     Backoff,
@@ -90,18 +90,52 @@ def used_transactions(processed_keys: Iterable[str]) -> Set[str]:
 
 def enqueue(
     outbox: Sequence[OutboxEntry],
-    processed_keys: Iterable[str],
+    processed_keys: Mapping[str, int],
     events: Iterable[WebhookEvent],
     now: int = 0,
-) -> Tuple[List[OutboxEntry], List[str]]:
-    """Add new events to the outbox, due at once, and mark them processed, in one step."""
-    processed = set(processed_keys)
+) -> Tuple[List[OutboxEntry], Dict[str, int]]:
+    """Add new events to the outbox, due at once, and mark them processed (key -> the payment's
+    block), in one step."""
+    processed = dict(processed_keys)
     entries = {entry.id: entry for entry in outbox}
     for event in events:
         if event.id not in processed:
-            processed.add(event.id)
+            processed[event.id] = event.block_number
             entries[event.id] = OutboxEntry(event.id, event.body, created_at=now, next_attempt_at=now)
-    return sorted(entries.values()), sorted(processed)
+    return sorted(entries.values()), dict(sorted(processed.items()))
+
+
+def retain(
+    processed_keys: Mapping[str, int],
+    checkpoint: Optional[int],
+    window_blocks: int,
+    open_invoices: AbstractSet[str],
+) -> Dict[str, int]:
+    """The processed keys synchronized state keeps: those of the last `window_blocks` blocks up to
+    the checkpoint, and those of invoices the merchant still lists as open.
+
+    Why this is safe: a log at or below the checkpoint is never scanned again, except the few
+    blocks a recovery re-scans (far fewer than the window); and an invoice is only matched while
+    it is listed, so its settled key must stay only that long. The durable store keeps every key.
+    """
+    if checkpoint is None:
+        return dict(processed_keys)
+    oldest = checkpoint - window_blocks
+    return {
+        key: block
+        for key, block in processed_keys.items()
+        if block > oldest or key.rsplit(":", 1)[0] in open_invoices
+    }
+
+
+def dumps_processed(processed_keys: Mapping[str, int]) -> str:
+    """Canonical JSON of the processed keys (an object, key -> block, sorted by key)."""
+    return json.dumps(dict(sorted(processed_keys.items())), separators=(",", ":"))
+
+
+def load_processed(text: Optional[str]) -> Dict[str, int]:
+    """Inverse of `dumps_processed`."""
+    return {str(key): int(block) for key, block in json.loads(text or "{}").items()}
 
 
 def due(outbox: Sequence[OutboxEntry], now: int, limit: Optional[int] = None) -> List[OutboxEntry]:

@@ -6,6 +6,14 @@ from packages.valory.skills.abstract_round_abci.base import BaseTxPayload
 
 
 @dataclass(frozen=True)
+class RecoverStatePayload(BaseTxPayload):
+    """The committed state this agent holds (`recovery.CommittedState` as JSON): the newer of its
+    durable store's and its synchronized state's."""
+
+    state: str
+
+
+@dataclass(frozen=True)
 class SelectKeeperPayload(BaseTxPayload):
     """The keeper this agent computes for the period."""
 
@@ -21,10 +29,10 @@ class FetchLogsQuorumPayload(BaseTxPayload):
 
 @dataclass(frozen=True)
 class DedupePayload(BaseTxPayload):
-    """The new events this agent derives from the agreed scan (JSON list, sorted by id), and the
-    block time (unix seconds of the block that started the round) they enter the outbox at."""
+    """The digest of the new events this agent derives from the agreed scan (`dedupe.NewEvents`),
+    and the block time (unix seconds of the block that started the round) they enter the outbox at."""
 
-    new_events: str
+    events_digest: str
     block_time: int
 
 
@@ -45,7 +53,9 @@ class KeeperFailoverPayload(BaseTxPayload):
 
 @dataclass(frozen=True)
 class CheckpointPayload(BaseTxPayload):
-    """The checkpoint this agent would commit, with a digest of the state it would hold."""
+    """The checkpoint this agent would commit, its block hash ("" if unknown), and the digest of
+    the state it would hold (`recovery.CommittedState.digest`)."""
 
     checkpoint: int
+    block_hash: str
     state_digest: str

@@ -1,23 +1,28 @@
 """The settlement FSM: which rounds exist, what each decides, and what survives a period."""
 
-import hashlib
-import json
 from enum import Enum
-from typing import Dict, FrozenSet, List, Optional, Set, Tuple, cast
+from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, cast
 
 from packages.settleproof.skills.settlement_abci import outbox as outbox_rules
 from packages.settleproof.skills.settlement_abci.agreement import (
     Agreement,
     Observation,
     agree,
+    anchor_verdict,
 )
+from packages.settleproof.skills.settlement_abci.dedupe import derive_events
 from packages.settleproof.skills.settlement_abci.payloads import (
     CheckpointPayload,
     DedupePayload,
     DeliverWebhookPayload,
     FetchLogsQuorumPayload,
     KeeperFailoverPayload,
+    RecoverStatePayload,
     SelectKeeperPayload,
+)
+from packages.settleproof.skills.settlement_abci.recovery import (
+    CommittedState,
+    resume_from,
 )
 from packages.settleproof.skills.settlement_abci.webhook import WebhookEvent
 from packages.valory.skills.abstract_round_abci.base import (
@@ -42,13 +47,15 @@ class Event(Enum):
     ROUND_TIMEOUT = "round_timeout"
     KEEPER_TIMEOUT = "keeper_timeout"
     ALL_KEEPERS_FAILED = "all_keepers_failed"
+    REORG_DETECTED = "reorg_detected"
 
 
 class SynchronizedData(BaseSynchronizedData):
     """The settlement state every agent agrees on.
 
-    `checkpoint`, `processed_keys`, `outbox` and `dead_letters` persist across
-    periods; the rest is the current period's work.
+    `checkpoint`, `checkpoint_hash`, `commit_seq`, `processed_keys`, `outbox` and
+    `dead_letters` persist across periods (the committed state); the rest is the
+    current period's work.
     """
 
     @property
@@ -57,9 +64,20 @@ class SynchronizedData(BaseSynchronizedData):
         return cast(Optional[int], self.db.get("checkpoint", None))
 
     @property
-    def processed_keys(self) -> List[str]:
-        """Idempotency keys (`invoice_uuid:tx_hash`) of every recorded payment."""
-        return cast(List[str], json.loads(self.db.get("processed_keys", None) or "[]"))
+    def checkpoint_hash(self) -> str:
+        """The checkpoint block's hash as a quorum of providers named it ("" if unknown)."""
+        return cast(str, self.db.get("checkpoint_hash", None) or "")
+
+    @property
+    def commit_seq(self) -> int:
+        """How many Checkpoint rounds have committed since the service first started."""
+        return cast(int, self.db.get("commit_seq", None) or 0)
+
+    @property
+    def processed_keys(self) -> Dict[str, int]:
+        """Idempotency keys (`invoice_uuid:tx_hash`) of recorded payments -> the payment's block;
+        only those `outbox.retain` keeps (the durable store keeps all)."""
+        return outbox_rules.load_processed(cast(Optional[str], self.db.get("processed_keys", None)))
 
     @property
     def outbox(self) -> List[outbox_rules.OutboxEntry]:
@@ -70,6 +88,25 @@ class SynchronizedData(BaseSynchronizedData):
     def dead_letters(self) -> List[outbox_rules.OutboxEntry]:
         """Events given up on after the last attempt; kept for the operator."""
         return outbox_rules.load_entries(cast(str, self.db.get("dead_letters", None) or "[]"))
+
+    @property
+    def committed_state(self) -> CommittedState:
+        """The cross-period state as it stands, in the form Checkpoint rounds commit."""
+        return CommittedState(
+            self.commit_seq,
+            self.checkpoint,
+            self.checkpoint_hash,
+            {
+                "outbox": cast(str, self.db.get("outbox", None) or "[]"),
+                "dead_letters": cast(str, self.db.get("dead_letters", None) or "[]"),
+                "processed_keys": cast(str, self.db.get("processed_keys", None) or "{}"),
+            },
+        )
+
+    @property
+    def reorg_block(self) -> Optional[int]:
+        """This period's checkpoint block that the chain no longer holds, if any."""
+        return cast(Optional[int], self.db.get("reorg_block", None))
 
     @property
     def agreement(self) -> Agreement:
@@ -96,39 +133,81 @@ class SynchronizedData(BaseSynchronizedData):
         """The collected observations of the FetchLogsQuorum round."""
         return cast(Dict, self.db.get_strict("participant_to_observation"))
 
+    @property
+    def participant_to_recovery(self) -> Dict:
+        """The committed states the agents reported after registration."""
+        return cast(Dict, self.db.get_strict("participant_to_recovery"))
 
-def state_digest(
-    checkpoint: Optional[int], synchronized_data: SynchronizedData, policy: outbox_rules.OutboxPolicy
-) -> Tuple[Optional[int], str, Dict[str, str]]:
-    """The state a Checkpoint round commits, and a digest agents vote on.
 
-    Returns (checkpoint, digest, values) where values are the serialized keys to store.
-    """
+def next_state(
+    checkpoint: Optional[int],
+    checkpoint_hash: str,
+    synchronized_data: SynchronizedData,
+    policy: outbox_rules.OutboxPolicy,
+    retention_blocks: int,
+) -> CommittedState:
+    """The state a Checkpoint round commits: the delivery report applied, old processed keys let go,
+    the checkpoint moved, and the commit counted. Agents vote on its digest."""
     remaining, dead, _ = outbox_rules.apply_results(
         synchronized_data.outbox, synchronized_data.delivery_report, policy
     )
+    agreement, processed = synchronized_data.agreement, synchronized_data.processed_keys
+    if 0 <= agreement.from_block <= agreement.to_block:
+        # Only a period that scanned knows which invoices are open (a threshold of agents read
+        # them); an empty one may not have reached the merchant at all, so it lets nothing go.
+        open_invoices = {invoice.uuid for invoice in agreement.invoices}
+        processed = outbox_rules.retain(processed, checkpoint, retention_blocks, open_invoices)
     values = {
         "outbox": outbox_rules.dumps(remaining),
         "dead_letters": outbox_rules.dumps([*synchronized_data.dead_letters, *dead]),
-        "processed_keys": json.dumps(synchronized_data.processed_keys, separators=(",", ":")),
+        "processed_keys": outbox_rules.dumps_processed(processed),
     }
-    return checkpoint, _digest(checkpoint, values), values
+    return CommittedState(synchronized_data.commit_seq + 1, checkpoint, checkpoint_hash, values)
 
 
-def stored_state_digest(synchronized_data: SynchronizedData) -> str:
-    """The digest of the state `synchronized_data` holds now: equal to a vote's digest once
-    a Checkpoint round committed that vote (CheckpointBehaviour stores only then)."""
-    values = {
-        "outbox": outbox_rules.dumps(synchronized_data.outbox),
-        "dead_letters": outbox_rules.dumps(synchronized_data.dead_letters),
-        "processed_keys": json.dumps(synchronized_data.processed_keys, separators=(",", ":")),
-    }
-    return _digest(synchronized_data.checkpoint, values)
+def with_state(data: BaseSynchronizedData, state: CommittedState) -> "SynchronizedData":
+    """`data` holding `state` as its committed state."""
+    return cast(
+        SynchronizedData,
+        data.update(
+            synchronized_data_class=SynchronizedData,
+            checkpoint=state.checkpoint,
+            checkpoint_hash=state.checkpoint_hash,
+            commit_seq=state.seq,
+            **state.values,
+        ),
+    )
 
 
-def _digest(checkpoint: Optional[int], values: Dict[str, str]) -> str:
-    text = json.dumps({"checkpoint": checkpoint, **values}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+class RecoverStateRound(CollectDifferentUntilThresholdRound):
+    """After registration: agree on the committed state to resume from (see `recovery`)."""
+
+    payload_class = RecoverStatePayload
+    synchronized_data_class = SynchronizedData
+    done_event = Event.DONE
+    collection_key = get_name(SynchronizedData.participant_to_recovery)
+    required_block_confirmations = 0
+    #: How far back a resume may re-scan: the processed keys' retention window, set from the params.
+    retention_blocks: int = 2000
+
+    def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
+        """Once a threshold of reports arrived, resume from the state `resume_from` picks."""
+        result = super().end_block()
+        if result is None:
+            return None
+        data = cast(SynchronizedData, result[0])
+        reports = []
+        for payload in self.collection.values():
+            try:
+                reports.append(CommittedState.from_json(cast(RecoverStatePayload, payload).state))
+            except ValueError:
+                continue  # a damaged or forged report counts for nothing
+        chosen = resume_from(
+            reports, data.consensus_threshold, data.nb_participants, self.retention_blocks
+        )
+        if chosen is not None and chosen.seq >= data.commit_seq:
+            data = with_state(data, chosen)
+        return data, Event.DONE
 
 
 class SelectKeeperRound(CollectSameUntilThresholdRound):
@@ -168,14 +247,37 @@ class FetchLogsQuorumRound(CollectDifferentUntilThresholdRound):
         if result is None:
             return None
         data = cast(SynchronizedData, result[0])
-        observations = [
-            Observation.from_json(cast(FetchLogsQuorumPayload, p).observation)
-            for p in self.collection.values()
-        ]
+        observations = []
+        for payload in self.collection.values():
+            try:
+                observations.append(Observation.from_json(cast(FetchLogsQuorumPayload, payload).observation))
+            except ValueError:
+                continue  # a malformed observation counts as none: fewer agents saw anything
+        verdict = anchor_verdict(
+            data.checkpoint_hash, [o.anchor_hash for o in observations], data.consensus_threshold
+        )
+        if verdict is not True:
+            # The chain no longer confirms the checkpoint block (False: a reorg deeper than the
+            # confirmation depth; None: not enough agents could tell): scan nothing.
+            start = next_block(data.checkpoint)
+            nothing = Agreement(-1 if start is None else start, -2 if start is None else start - 1)
+            data = cast(
+                SynchronizedData,
+                data.update(
+                    synchronized_data_class=SynchronizedData,
+                    agreement=nothing.to_json(),
+                    reorg_block=None if verdict is None else data.checkpoint,
+                ),
+            )
+            return data, (Event.DONE if verdict is None else Event.REORG_DETECTED)
         agreement = self.agreement(data, observations)
         data = cast(
             SynchronizedData,
-            data.update(synchronized_data_class=SynchronizedData, agreement=agreement.to_json()),
+            data.update(
+                synchronized_data_class=SynchronizedData,
+                agreement=agreement.to_json(),
+                reorg_block=None,
+            ),
         )
         return data, Event.DONE
 
@@ -204,7 +306,11 @@ def next_block(checkpoint: Optional[int]) -> Optional[int]:
 
 
 class DedupeRound(CollectSameUntilThresholdRound):
-    """Agree on the new events and record them in the outbox and the processed set at once."""
+    """Agree on the new events and record them in the outbox and the processed set at once.
+
+    Agents vote on a digest of the events (see `dedupe`); the round derives the
+    events from the agreed data itself and commits them only if they match it.
+    """
 
     payload_class = DedupePayload
     synchronized_data_class = SynchronizedData
@@ -212,7 +318,9 @@ class DedupeRound(CollectSameUntilThresholdRound):
     no_majority_event = Event.NO_MAJORITY
     none_event = Event.NO_MAJORITY
     collection_key = get_name(SynchronizedData.participant_to_votes)
-    selection_key = ("new_events", "block_time")
+    selection_key = ("events_digest", "block_time")
+    #: The depth stamped on each event; SharedState.setup sets it from the params.
+    confirmations: int = 12
 
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """Enqueue the agreed events at the agreed block time; skip delivery when nothing is due."""
@@ -220,19 +328,33 @@ class DedupeRound(CollectSameUntilThresholdRound):
         if result is None or result[1] != Event.DONE:
             return result
         data = cast(SynchronizedData, result[0])
-        new_events, now = self.most_voted_payload_values
-        events = [WebhookEvent(**e) for e in json.loads(new_events)]
-        entries, processed = outbox_rules.enqueue(data.outbox, data.processed_keys, events, now)
+        voted_digest, now = self.most_voted_payload_values
+        derived = derive_events(data.agreement, data.processed_keys, self.confirmations)
+        if derived.digest != voted_digest:
+            # This agent derives other events than the majority: never record what nobody voted for.
+            return data, Event.NO_MAJORITY
+        entries = outbox_rules.load_entries(enqueued_state(data, derived.events, now).values["outbox"])
+        if derived.events:
+            data = with_state(data, enqueued_state(data, derived.events, now))
         data = cast(
             SynchronizedData,
-            data.update(
-                synchronized_data_class=SynchronizedData,
-                outbox=outbox_rules.dumps(entries),
-                processed_keys=json.dumps(processed, separators=(",", ":")),
-                delivery_report="[]",
-            ),
+            data.update(synchronized_data_class=SynchronizedData, delivery_report="[]"),
         )
         return data, (Event.DONE if outbox_rules.due(entries, now) else Event.NOTHING_TO_DELIVER)
+
+
+def enqueued_state(data: SynchronizedData, events: Sequence[WebhookEvent], now: int) -> CommittedState:
+    """The committed state once the Dedupe round recorded new events (outbox and processed keys at
+    once), counted as a commit of its own: agents store it before the keeper POSTs anything, so a
+    crash of every agent after a delivery can never re-match that payment to another invoice.
+    The checkpoint does not move: the Checkpoint round moves it."""
+    entries, processed = outbox_rules.enqueue(data.outbox, data.processed_keys, events, now)
+    values = {
+        **data.committed_state.values,
+        "outbox": outbox_rules.dumps(entries),
+        "processed_keys": outbox_rules.dumps_processed(processed),
+    }
+    return CommittedState(data.commit_seq + 1, data.checkpoint, data.checkpoint_hash, values)
 
 
 class DeliverWebhookRound(OnlyKeeperSendsRound):
@@ -271,7 +393,7 @@ class KeeperFailoverRound(CollectSameUntilThresholdRound):
 
 
 class CheckpointRound(CollectSameUntilThresholdRound):
-    """Commit the period: apply the delivery report, then move the checkpoint."""
+    """Commit the period: apply the delivery report, then move the checkpoint (with its block hash)."""
 
     payload_class = CheckpointPayload
     synchronized_data_class = SynchronizedData
@@ -279,9 +401,11 @@ class CheckpointRound(CollectSameUntilThresholdRound):
     no_majority_event = Event.NO_MAJORITY
     none_event = Event.NO_MAJORITY
     collection_key = get_name(SynchronizedData.participant_to_votes)
-    selection_key = ("checkpoint_vote", "state_digest")
+    selection_key = ("checkpoint_vote", "block_hash", "state_digest")
     #: When to give up on an event; SharedState.setup sets it from the params.
     policy: outbox_rules.OutboxPolicy = outbox_rules.OutboxPolicy()
+    #: How many blocks of processed keys synchronized state keeps; set from the params.
+    retention_blocks: int = 2000
 
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """Store the state whose digest a threshold of agents voted for."""
@@ -289,16 +413,14 @@ class CheckpointRound(CollectSameUntilThresholdRound):
         if result is None or result[1] != Event.DONE:
             return result
         data = cast(SynchronizedData, result[0])
-        checkpoint, digest, values = state_digest(committed_checkpoint(data), data, self.policy)
-        voted = self.most_voted_payload_values
-        if (checkpoint_vote(checkpoint), digest) != (voted[0], voted[1]):
+        voted_checkpoint, voted_hash, voted_digest = self.most_voted_payload_values
+        state = next_state(
+            committed_checkpoint(data), voted_hash, data, self.policy, self.retention_blocks
+        )
+        if (checkpoint_vote(state.checkpoint), state.digest) != (voted_checkpoint, voted_digest):
             # This agent's view differs from the majority's: never store a state nobody voted for.
             return data, Event.NO_MAJORITY
-        data = cast(
-            SynchronizedData,
-            data.update(synchronized_data_class=SynchronizedData, checkpoint=checkpoint, **values),
-        )
-        return data, Event.DONE
+        return with_state(data, state), Event.DONE
 
 
 def checkpoint_vote(checkpoint: Optional[int]) -> int:
@@ -321,36 +443,40 @@ class FinishedSettlementRound(DegenerateRound):
 class SettlementAbciApp(AbciApp[Event]):
     """SettlementAbciApp
 
-    Initial round: SelectKeeperRound
+    Initial round: RecoverStateRound
 
-    Initial states: {SelectKeeperRound}
+    Initial states: {RecoverStateRound, SelectKeeperRound}
 
     Transition states:
-        0. SelectKeeperRound
+        0. RecoverStateRound
             - done: 1.
-            - no majority: 0.
             - round timeout: 0.
-        1. FetchLogsQuorumRound
+        1. SelectKeeperRound
             - done: 2.
-            - round timeout: 1.
-        2. DedupeRound
-            - done: 3.
-            - nothing to deliver: 5.
             - no majority: 1.
             - round timeout: 1.
-        3. DeliverWebhookRound
-            - done: 5.
-            - keeper timeout: 4.
-        4. KeeperFailoverRound
+        2. FetchLogsQuorumRound
             - done: 3.
-            - all keepers failed: 5.
-            - no majority: 4.
-            - round timeout: 4.
-        5. CheckpointRound
+            - reorg detected: 6.
+            - round timeout: 2.
+        3. DedupeRound
+            - done: 4.
+            - nothing to deliver: 6.
+            - no majority: 2.
+            - round timeout: 2.
+        4. DeliverWebhookRound
             - done: 6.
-            - no majority: 1.
+            - keeper timeout: 5.
+        5. KeeperFailoverRound
+            - done: 4.
+            - all keepers failed: 6.
+            - no majority: 5.
             - round timeout: 5.
-        6. FinishedSettlementRound
+        6. CheckpointRound
+            - done: 7.
+            - no majority: 2.
+            - round timeout: 6.
+        7. FinishedSettlementRound
 
     Final states: {FinishedSettlementRound}
 
@@ -359,9 +485,13 @@ class SettlementAbciApp(AbciApp[Event]):
         keeper timeout: 30.0
     """
 
-    initial_round_cls: AppState = SelectKeeperRound
-    initial_states: Set[AppState] = {SelectKeeperRound}
+    initial_round_cls: AppState = RecoverStateRound
+    initial_states: Set[AppState] = {RecoverStateRound, SelectKeeperRound}
     transition_function: AbciAppTransitionFunction = {
+        RecoverStateRound: {
+            Event.DONE: SelectKeeperRound,
+            Event.ROUND_TIMEOUT: RecoverStateRound,
+        },
         SelectKeeperRound: {
             Event.DONE: FetchLogsQuorumRound,
             Event.NO_MAJORITY: SelectKeeperRound,
@@ -369,6 +499,7 @@ class SettlementAbciApp(AbciApp[Event]):
         },
         FetchLogsQuorumRound: {
             Event.DONE: DedupeRound,
+            Event.REORG_DETECTED: CheckpointRound,
             Event.ROUND_TIMEOUT: FetchLogsQuorumRound,
         },
         DedupeRound: {
@@ -402,17 +533,39 @@ class SettlementAbciApp(AbciApp[Event]):
     cross_period_persisted_keys: FrozenSet[str] = frozenset(
         {
             get_name(SynchronizedData.checkpoint),
+            get_name(SynchronizedData.checkpoint_hash),
+            get_name(SynchronizedData.commit_seq),
             get_name(SynchronizedData.processed_keys),
             get_name(SynchronizedData.outbox),
             get_name(SynchronizedData.dead_letters),
         }
     )
-    db_pre_conditions: Dict[AppState, Set[str]] = {SelectKeeperRound: set()}
+    db_pre_conditions: Dict[AppState, Set[str]] = {
+        RecoverStateRound: set(),
+        SelectKeeperRound: set(),
+    }
     db_post_conditions: Dict[AppState, Set[str]] = {
         FinishedSettlementRound: {
             get_name(SynchronizedData.checkpoint),
+            get_name(SynchronizedData.checkpoint_hash),
+            get_name(SynchronizedData.commit_seq),
             get_name(SynchronizedData.processed_keys),
             get_name(SynchronizedData.outbox),
             get_name(SynchronizedData.dead_letters),
         },
     }
+
+
+#: (round, next round) pairs that only a failed round leads to (no majority, round timeout):
+#: entering the next round through one of them is a retry.
+RETRY_TRANSITIONS: FrozenSet[Tuple[AppState, AppState]] = frozenset(
+    (source, target)
+    for source, moves in SettlementAbciApp.transition_function.items()
+    for event, target in moves.items()
+    if event in (Event.NO_MAJORITY, Event.ROUND_TIMEOUT)
+) - frozenset(
+    (source, target)
+    for source, moves in SettlementAbciApp.transition_function.items()
+    for event, target in moves.items()
+    if event not in (Event.NO_MAJORITY, Event.ROUND_TIMEOUT)
+)

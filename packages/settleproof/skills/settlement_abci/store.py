@@ -1,15 +1,21 @@
 """Each agent's durable store: SQLite in `$SETTLEPROOF_DATA_DIR`, written once per agreed checkpoint.
 
 Why: synchronized state lives in memory and in a chain that can be reset; the
-store keeps what a restart needs (checkpoint, outbox) and what an operator
-needs (the dead-letter queue and its replays) on disk. Guarantees:
+store keeps what a restart needs (the last committed state, exactly as agents
+voted on it) and what an operator needs (the dead-letter queue and its
+replays, every processed key) on disk. Guarantees:
 
-* one transaction per agreed checkpoint (checkpoint, outbox and new dead
-  letters together), so the file never holds half a period; WAL mode with
-  `synchronous=FULL`, so a committed checkpoint survives a crash;
-* dead letters are only ever inserted: never updated, deleted or truncated;
+* one transaction per agreed checkpoint (committed state, outbox, new dead
+  letters and new processed keys together), so the file never holds half a
+  period; WAL mode with `synchronous=FULL`, so a committed checkpoint survives
+  a crash;
+* keeper health (how often each agent stayed silent as keeper) is counted;
+* dead letters and processed keys are only ever inserted: never updated,
+  deleted or truncated; long histories stay on disk, only the committed state
+  (which holds a bounded window of keys) is read back;
 * the schema is versioned (`schema_version`) and only moves forward through
-  `MIGRATIONS`; a file from a newer agent is refused, not guessed at.
+  `MIGRATIONS`; a file from a newer agent is refused, not guessed at, and so
+  is a damaged one (`PRAGMA quick_check`, the committed state's digest).
 
 No framework import: the agent, the operator CLI and tests all use it.
 """
@@ -18,9 +24,14 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from packages.settleproof.skills.settlement_abci.outbox import OutboxEntry
+from packages.settleproof.skills.settlement_abci.outbox import (
+    OutboxEntry,
+    load_entries,
+    load_processed,
+)
+from packages.settleproof.skills.settlement_abci.recovery import CommittedState
 
 
 DEFAULT_DATA_DIR = "data"  # relative to the agent's working directory
@@ -31,7 +42,7 @@ ENTRY_COLUMNS = (
 )
 
 #: MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit: a released
-#: migration has run on someone's disk. (The durability issue adds processed keys as version 2.)
+#: migration has run on someone's disk.
 MIGRATIONS: Tuple[Tuple[str, ...], ...] = (
     (
         """CREATE TABLE checkpoint (
@@ -61,6 +72,16 @@ MIGRATIONS: Tuple[Tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX replays_by_event ON replays (event_id, seq)",
     ),
+    (
+        "ALTER TABLE checkpoint ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE checkpoint ADD COLUMN state TEXT NOT NULL DEFAULT ''",
+        """CREATE TABLE processed (
+            key TEXT PRIMARY KEY, block INTEGER NOT NULL, period INTEGER NOT NULL
+        )""",
+        """CREATE TABLE keeper_health (
+            address TEXT PRIMARY KEY, silent_periods INTEGER NOT NULL, last_silent_period INTEGER NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -71,11 +92,12 @@ class StoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The last agreed checkpoint this agent stored."""
+    """The last agreed checkpoint this agent stored, the period and the commit number it came with."""
 
     block: Optional[int]
     block_hash: Optional[str]
     period: int
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,7 @@ class Store:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
+            verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as error:
             raise StoreError(
                 f"{self.path}: not a usable SettleProof store ({error}); "
@@ -113,6 +136,8 @@ class Store:
             ) from None
         if str(mode).lower() != "wal":  # pragma: no cover  (e.g. a file system without shared memory)
             raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode})")
+        if verdict != "ok":
+            raise StoreError(f"{self.path}: damaged ({verdict}); move it aside to start from the agreed state")
 
     @classmethod
     def open(cls, data_dir: Optional[Union[str, Path]] = None) -> "Store":
@@ -158,37 +183,63 @@ class Store:
 
     # ---------------------------------------------------------------- written by the agent
 
-    def commit_checkpoint(
-        self,
-        checkpoint: Optional[int],
-        period: int,
-        outbox: Sequence[OutboxEntry],
-        dead_letters: Sequence[OutboxEntry],
-        block_hash: Optional[str] = None,
-    ) -> None:
-        """Store one agreed checkpoint in one transaction: the outbox is replaced, dead letters added."""
+    def commit(self, state: CommittedState, period: int, silent_keepers: Sequence[str] = ()) -> None:
+        """Store one committed state in one transaction: the outbox is replaced, dead letters and
+        processed keys added, and the keepers that stayed silent this period counted."""
+        values = state.values
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO checkpoint (id, block, block_hash, period) VALUES (1, ?, ?, ?)",
-                (checkpoint, block_hash, period),
+                "INSERT OR REPLACE INTO checkpoint (id, block, block_hash, period, seq, state) "
+                "VALUES (1, ?, ?, ?, ?, ?)",
+                (state.checkpoint, state.checkpoint_hash or None, period, state.seq, state.to_json()),
             )
             db.execute("DELETE FROM outbox")
             db.executemany(
                 f"INSERT INTO outbox ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_row(entry) for entry in outbox],
+                [_row(entry) for entry in load_entries(values["outbox"])],
             )
             db.executemany(
                 f"INSERT OR IGNORE INTO dead_letters ({ENTRY_COLUMNS}, period) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*_row(entry), period) for entry in dead_letters],
+                [(*_row(entry), period) for entry in load_entries(values["dead_letters"])],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO processed (key, block, period) VALUES (?, ?, ?)",
+                [(key, block, period) for key, block in load_processed(values["processed_keys"]).items()],
+            )
+            db.executemany(
+                "INSERT INTO keeper_health (address, silent_periods, last_silent_period) VALUES (?, 1, ?) "
+                "ON CONFLICT (address) DO UPDATE SET silent_periods = silent_periods + 1, "
+                "last_silent_period = excluded.last_silent_period",
+                [(address, period) for address in silent_keepers],
             )
 
     # ---------------------------------------------------------------- read by the agent and the CLI
 
     def checkpoint(self) -> Optional[Checkpoint]:
         """The last stored checkpoint, or None for a new store."""
-        row = self._db.execute("SELECT block, block_hash, period FROM checkpoint").fetchone()
+        row = self._db.execute("SELECT block, block_hash, period, seq FROM checkpoint").fetchone()
         return None if row is None else Checkpoint(*row)
+
+    def committed_state(self) -> Optional[CommittedState]:
+        """The last committed state exactly as the agents voted on it, or None for a new store;
+        raises StoreError when the stored copy does not match its digest."""
+        row = self._db.execute("SELECT state FROM checkpoint").fetchone()
+        if row is None or not row[0]:
+            return None
+        try:
+            return CommittedState.from_json(row[0])
+        except ValueError as error:
+            raise StoreError(f"{self.path}: {error}; move it aside to start from the agreed state") from None
+
+    def keeper_health(self) -> Dict[str, Tuple[int, int]]:
+        """Keeper address -> (periods it stayed silent as keeper, the last such period)."""
+        rows = self._db.execute("SELECT address, silent_periods, last_silent_period FROM keeper_health")
+        return {address: (count, last) for address, count, last in rows}
+
+    def processed_count(self) -> int:
+        """How many processed keys the store holds (all of them, not only the synchronized window)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM processed").fetchone()[0])
 
     def outbox(self) -> List[OutboxEntry]:
         """The outbox at the last stored checkpoint, by id."""
@@ -230,6 +281,21 @@ class Store:
             else self._db.execute(query + " ORDER BY seq")
         )
         return [Replay(*row) for row in rows]
+
+
+def check_existing(data_dir: Optional[Union[str, Path]] = None) -> None:
+    """Open and check the store in `data_dir` if there is one (creating nothing); raises StoreError
+    for a damaged, truncated or newer-schema file, so the agent refuses to start with one line."""
+    path = Path(data_dir or DEFAULT_DATA_DIR) / FILE_NAME
+    if not path.exists():
+        return
+    if path.stat().st_size == 0:
+        raise StoreError(f"{path}: empty file (truncated?); move it aside to start from the agreed state")
+    store = Store(path)
+    try:
+        store.committed_state()
+    finally:
+        store.close()
 
 
 def _row(entry: OutboxEntry) -> Tuple:

@@ -22,10 +22,12 @@ EVENT_TYPE = "invoice.paid"
 
 @dataclass(frozen=True)
 class WebhookEvent:
-    """An event ready to send: its id and the exact body bytes (as text)."""
+    """An event ready to send: its id and the exact body bytes (as text), and the payment's block
+    (kept with the processed key, so old keys can be let go; never sent separately)."""
 
     id: str
     body: str
+    block_number: int = 0
 
 
 def iso_utc(unix_seconds: int) -> str:
@@ -54,7 +56,7 @@ def build_event(settlement: Settlement, block_timestamp: int, confirmations: int
             "confirmations": confirmations,
         },
     }
-    return WebhookEvent(settlement.key, json.dumps(body, separators=(",", ":")))
+    return WebhookEvent(settlement.key, json.dumps(body, separators=(",", ":")), transfer.block_number)
 
 
 def signature(secret: str, event_id: str, timestamp: int, body: str) -> str:

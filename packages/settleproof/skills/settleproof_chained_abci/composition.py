@@ -1,7 +1,9 @@
-"""The chained FSM: registration_abci -> settlement_abci -> reset_pause_abci -> settlement_abci ..."""
+"""The chained FSM: registration_abci -> settlement_abci (from RecoverStateRound) -> reset_pause_abci
+-> settlement_abci (from SelectKeeperRound) ..."""
 
 from packages.settleproof.skills.settlement_abci.rounds import (
     FinishedSettlementRound,
+    RecoverStateRound,
     SelectKeeperRound,
     SettlementAbciApp,
 )
@@ -23,7 +25,7 @@ from packages.valory.skills.reset_pause_abci.rounds import (
 
 
 abci_app_transition_mapping: AbciAppTransitionMapping = {
-    FinishedRegistrationRound: SelectKeeperRound,
+    FinishedRegistrationRound: RecoverStateRound,
     FinishedSettlementRound: ResetAndPauseRound,
     FinishedResetAndPauseRound: SelectKeeperRound,
     FinishedResetAndPauseErrorRound: RegistrationRound,

@@ -7,10 +7,10 @@ from packages.settleproof.skills.settlement_abci.models import (
     DurableStore as SettlementDurableStore,
 )
 from packages.settleproof.skills.settlement_abci.models import Params as SettlementParams
+from packages.settleproof.skills.settlement_abci.models import configure_rounds
 from packages.settleproof.skills.settlement_abci.models import (
     RpcHealth as SettlementRpcHealth,
 )
-from packages.settleproof.skills.settlement_abci.rounds import CheckpointRound
 from packages.settleproof.skills.settlement_abci.rounds import Event as SettlementEvent
 from packages.settleproof.skills.settleproof_chained_abci.composition import (
     SettleProofAbciApp,
@@ -42,7 +42,7 @@ class SharedState(BaseSharedState):
     abci_app_cls = SettleProofAbciApp
 
     def setup(self) -> None:
-        """Apply the configured timeouts and attempt limit to the chained FSM."""
+        """Apply the configured timeouts and the settlement rounds' settings to the chained FSM."""
         super().setup()
         params = self.context.params
         timeouts = SettleProofAbciApp.event_to_timeout
@@ -51,4 +51,4 @@ class SharedState(BaseSharedState):
         timeouts[ResetPauseEvent.RESET_AND_PAUSE_TIMEOUT] = (
             params.reset_pause_duration + MARGIN
         )
-        CheckpointRound.policy = params.outbox_policy
+        configure_rounds(params)

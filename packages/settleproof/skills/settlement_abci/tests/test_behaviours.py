@@ -10,6 +10,7 @@ The test agent is `test_agent_address` (the identity `BaseSkillTestCase` gives i
 # pylint: disable=protected-access,too-many-arguments,attribute-defined-outside-init
 
 import datetime
+import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, cast
 from unittest import mock
+from unittest.mock import MagicMock
 
 import pytest
 
@@ -36,6 +38,7 @@ from packages.settleproof.skills.settlement_abci.behaviours import (
     DeliverWebhookBehaviour,
     FetchLogsQuorumBehaviour,
     KeeperFailoverBehaviour,
+    RecoverStateBehaviour,
     SelectKeeperBehaviour,
     SettlementRoundBehaviour,
 )
@@ -47,7 +50,9 @@ from packages.settleproof.skills.settlement_abci.payloads import (
     SelectKeeperPayload,
 )
 from packages.settleproof.skills.settlement_abci.rounds import (
+    DedupeRound,
     Event,
+    SelectKeeperRound,
     SettlementAbciApp,
     SynchronizedData,
 )
@@ -57,6 +62,7 @@ from packages.settleproof.skills.settlement_abci.tests.test_rounds import (
     TOKEN,
     make_invoice,
     make_payment,
+    block_hash,
     make_transfer,
     tx_hash,
 )
@@ -111,7 +117,9 @@ def sync_data(period: int = 0, **values: Any) -> SynchronizedData:
         "consensus_threshold": 3,
         "safe_contract_address": "0x0",
         "checkpoint": None,
-        "processed_keys": "[]",
+        "checkpoint_hash": "",
+        "commit_seq": 0,
+        "processed_keys": "{}",
         "outbox": "[]",
         "dead_letters": "[]",
     }
@@ -379,6 +387,32 @@ class TestSelectKeeperBehaviour(SettlementFSMBehaviourBaseCase):
         self.finish_round(Event.DONE, FetchLogsQuorumBehaviour)
 
 
+class TestRoundEntriesAreCounted(SettlementFSMBehaviourBaseCase):
+    """Every behaviour counts its round's entry: keeper selections, failovers and retries."""
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample of the skill's registry (0 when never set)."""
+        found = self.skill.skill_context.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    def test_selection_failover_and_retry(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SelectKeeper counts a selection; KeeperFailover a failover; FetchLogs entered after a
+        failed Dedupe round counts a retry of dedupe_round, and after SelectKeeper none."""
+        selections, failovers = self.value("keeper_selection_rounds_total"), self.value("keeper_failover_total")
+        retries = self.value("consensus_round_retries_total", round="dedupe_round")
+        app = self.skill.skill_context.state.round_sequence.abci_app
+        self.go_to(SelectKeeperBehaviour, sync_data())
+        self.go_to(KeeperFailoverBehaviour, sync_data())
+        monkeypatch.setattr(app, "_previous_rounds", [SelectKeeperRound(sync_data(), MagicMock())])
+        self.go_to(FetchLogsQuorumBehaviour, sync_data())
+        assert self.value("consensus_round_retries_total", round="dedupe_round") == retries
+        monkeypatch.setattr(app, "_previous_rounds", [DedupeRound(sync_data(), MagicMock())])
+        self.go_to(FetchLogsQuorumBehaviour, sync_data())
+        assert self.value("keeper_selection_rounds_total") - selections == 1
+        assert self.value("keeper_failover_total") - failovers == 1
+        assert self.value("consensus_round_retries_total", round="dedupe_round") - retries == 1
+
+
 # --------------------------------------------------------------------------- FetchLogsQuorum
 
 
@@ -507,7 +541,37 @@ class TestFetchLogsQuorumBehaviour(SettlementFSMBehaviourBaseCase):
         assert {p[0]["toBlock"] for _, p in network.rpc_calls("eth_getLogs")} == {hex(106)}
 
 
+    def test_anchor_hash_is_what_a_quorum_gives_the_checkpoint_block_now(self) -> None:
+        """With a stored checkpoint hash, the observation also reports block 99's hash as the providers
+        give it now (two of three say the same; rpc-c lies)."""
+        paid = make_transfer(105)
+        now_99 = (block_hash(99), 1_700_000_099)
+        providers = {url: honest_provider(paid) for url in (RPC_A, RPC_B, RPC_C)}
+        for url in (RPC_A, RPC_B):
+            providers[url].blocks[99] = now_99
+        providers[RPC_C].blocks[99] = ("0x" + "ee" * 32, 1_700_000_099)
+        network = FakeNetwork(providers)
+        observation, _ = self.observe(network, sync_data(checkpoint=99, checkpoint_hash="0x" + "dd" * 32))
+        assert observation == Observation(100, 108, (make_payment(105),), EXPECTED_INVOICES, block_hash(99))
+        assert sorted(p for _, p in network.rpc_calls("eth_getBlockByNumber") if p[0] == hex(99)) == [
+            [hex(99), False]
+        ] * 3
+
+    def test_no_anchor_is_asked_without_a_stored_hash(self) -> None:
+        """Before any hash is known nothing is checked: no request for the checkpoint block."""
+        network = FakeNetwork({url: honest_provider(make_transfer(105)) for url in (RPC_A, RPC_B, RPC_C)})
+        observation, _ = self.observe(network, sync_data(checkpoint=99))
+        assert observation.anchor_hash == ""
+        assert [p for _, p in network.rpc_calls("eth_getBlockByNumber") if p[0] == hex(99)] == []
+
+
 # --------------------------------------------------------------------------- Dedupe
+
+
+def events_digest(*events: Tuple[str, Dict[str, Any]]) -> str:
+    """The Dedupe vote for (id, body) pairs, written out independently of `dedupe.NewEvents`."""
+    pairs = [[event_id, json.dumps(body, separators=(",", ":"))] for event_id, body in sorted(events)]
+    return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
 
 
 def expected_body(invoice_uuid: str, payment: Payment) -> Dict[str, Any]:
@@ -537,8 +601,8 @@ def expected_body(invoice_uuid: str, payment: Payment) -> Dict[str, Any]:
 class TestDedupeBehaviour(SettlementFSMBehaviourBaseCase):
     """DedupeBehaviour derives the new events from the agreed data only."""
 
-    def new_events(self, agreement: Agreement, processed: List[str]) -> List[Dict[str, str]]:
-        """Run the behaviour and return the events of its payload."""
+    def vote(self, agreement: Agreement, processed: Dict[str, int]) -> str:
+        """Run the behaviour and return the events digest it votes for."""
         data = sync_data(agreement=agreement.to_json(), processed_keys=json.dumps(processed))
         self.go_to(DedupeBehaviour, data)
         round_sequence = self.skill.skill_context.state.round_sequence
@@ -550,36 +614,42 @@ class TestDedupeBehaviour(SettlementFSMBehaviourBaseCase):
         assert payload.block_time == 1_700_000_123  # the block that started the round, whole seconds
         self.assert_quantity_in_outbox(0)
         self.finish_round(Event.DONE, DeliverWebhookBehaviour)
-        return json.loads(payload.new_events)
+        return payload.events_digest
 
     def test_new_payments_become_events_sorted_by_id(self) -> None:
-        """Two invoices, two payments: two events, ids `uuid:tx_hash`, bodies per CONTRACTS.md."""
+        """Two invoices, two payments: the vote is the digest of two events, ids `uuid:tx_hash`, bodies
+        per CONTRACTS.md (block 105 goes first and to the smallest uuid)."""
         first, second = make_payment(105, n=2), make_payment(107, n=1)
         agreement = Agreement(
             100, 110, (first, second), (make_invoice("inv-b", 1000), make_invoice("inv-a", 900))
         )
-        events = self.new_events(agreement, [])
-        # block 105 goes first and to the smallest uuid; events are then sorted by id
-        assert [e["id"] for e in events] == [f"inv-a:{tx_hash(2)}", f"inv-b:{tx_hash(1)}"]
-        assert json.loads(events[0]["body"]) == expected_body("inv-a", first)
-        assert json.loads(events[1]["body"]) == expected_body("inv-b", second)
-        assert events[0]["body"] == json.dumps(expected_body("inv-a", first), separators=(",", ":"))
+        assert self.vote(agreement, {}) == events_digest(
+            (f"inv-a:{tx_hash(2)}", expected_body("inv-a", first)),
+            (f"inv-b:{tx_hash(1)}", expected_body("inv-b", second)),
+        )
         assert expected_body("inv-a", first)["timestamp"] == "2023-11-14T22:15:05Z"
 
-    def test_used_transaction_is_dropped(self) -> None:
-        """The payment's tx already paid inv-old: it does not pay inv-1 as well."""
+    def test_used_transaction_is_dropped_and_counted(self) -> None:
+        """The payment's tx already paid inv-old (a re-scanned block): no event, one duplicate counted."""
+        before = self.metrics_value("duplicate_events_dropped_total")
         payment = make_payment(105, n=7)
         agreement = Agreement(100, 110, (payment,), (make_invoice("inv-1"),))
-        assert self.new_events(agreement, [f"inv-old:{tx_hash(7)}"]) == []
+        assert self.vote(agreement, {f"inv-old:{tx_hash(7)}": 105}) == events_digest()
+        assert self.metrics_value("duplicate_events_dropped_total") - before == 1
 
     def test_settled_invoice_is_not_settled_again(self) -> None:
         """inv-1 was paid by another tx and is still listed open: a second payment does not settle it."""
         agreement = Agreement(100, 110, (make_payment(105, n=8),), (make_invoice("inv-1"),))
-        assert self.new_events(agreement, [f"inv-1:{tx_hash(3)}"]) == []
+        assert self.vote(agreement, {f"inv-1:{tx_hash(3)}": 50}) == events_digest()
 
     def test_nothing_agreed(self) -> None:
-        """An empty agreement gives an empty list (still a payload, so the round can end)."""
-        assert self.new_events(Agreement(100, 99), []) == []
+        """An empty agreement gives the digest of no events (still a payload, so the round can end)."""
+        assert self.vote(Agreement(100, 99), {}) == events_digest()
+
+    def metrics_value(self, name: str) -> float:
+        """A sample of the skill's registry (0 when never set)."""
+        found = self.skill.skill_context.metrics.registry.get_sample_value(name)
+        return 0.0 if found is None else found
 
 
 # --------------------------------------------------------------------------- KeeperFailover
@@ -648,8 +718,8 @@ class TestHttpParallel(SettlementFSMBehaviourBaseCase):
 
 
 def test_round_behaviour_covers_every_round() -> None:
-    """Each non-final round has its behaviour, and the FSM starts with SelectKeeper."""
+    """Each non-final round has its behaviour, and the FSM starts with RecoverState."""
     matched = {b.matching_round for b in SettlementRoundBehaviour.behaviours}
     assert matched == set(SettlementAbciApp.get_all_rounds()) - SettlementAbciApp.final_states
-    assert SettlementRoundBehaviour.initial_behaviour_cls is SelectKeeperBehaviour
+    assert SettlementRoundBehaviour.initial_behaviour_cls is RecoverStateBehaviour
     assert SettlementRoundBehaviour.abci_app_cls is SettlementAbciApp

@@ -18,9 +18,13 @@ import pytest
 from standardwebhooks import Webhook
 
 from packages.settleproof.skills.settlement_abci.agreement import Agreement, Payment
+from packages.settleproof.skills.settlement_abci import behaviours as behaviours_module
 from packages.settleproof.skills.settlement_abci.behaviours import (
     CheckpointBehaviour,
+    DedupeBehaviour,
     DeliverWebhookBehaviour,
+    RecoverStateBehaviour,
+    SelectKeeperBehaviour,
 )
 from packages.settleproof.skills.settlement_abci.delivery import WEBHOOK_CLIENT, delivery_budget
 from packages.settleproof.skills.settlement_abci.metrics import WebhookMetrics
@@ -28,21 +32,32 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     DeliveryResult,
     OutboxEntry,
     dumps,
+    dumps_processed,
     load_results,
 )
 from packages.settleproof.skills.settlement_abci.payloads import (
     CheckpointPayload,
     DeliverWebhookPayload,
+    RecoverStatePayload,
 )
+from packages.settleproof.skills.settlement_abci.recovery import CommittedState
 from packages.settleproof.skills.settlement_abci.rounds import (
     Event,
     FinishedSettlementRound,
     SynchronizedData,
-    state_digest,
+    enqueued_state,
+    next_state,
+    with_state,
 )
+from packages.settleproof.skills.settlement_abci.dedupe import derive_events
 from packages.settleproof.skills.settlement_abci.store import Checkpoint, Store
 from packages.settleproof.skills.settlement_abci.tests.test_behaviours import (
     AGENT,
+    HTTP_CLIENT_PUBLIC_ID,
+    RPC_A,
+    RPC_B,
+    RPC_C,
+    Provider,
     SECRET,
     SECRET_NEXT,
     WEBHOOK_URL,
@@ -54,7 +69,13 @@ from packages.settleproof.skills.settlement_abci.tests.test_behaviours import (
     sent_payload,
     sync_data,
 )
-from packages.settleproof.skills.settlement_abci.tests.test_rounds import digest_of, make_payment
+from packages.settleproof.skills.settlement_abci.tests.test_rounds import (
+    block_hash,
+    committed,
+    digest_of,
+    make_invoice,
+    make_payment,
+)
 from packages.valory.protocols.http import HttpMessage
 from packages.valory.skills.abstract_round_abci.behaviour_utils import (
     make_degenerate_behaviour,
@@ -233,8 +254,11 @@ class TestDeliverWebhookDuringRotation(WebhookFSMBehaviourBaseCase):
         """A receiver with either the old or the new secret accepts every request."""
         self.go_to(DeliverWebhookBehaviour, sync_data(most_voted_keeper_address=AGENT, outbox=dumps(ENTRIES[:1])))
         merchant = Merchant([SECRET, SECRET_NEXT])
+        verified = self.metrics.value("invoice_verification_latency_seconds_count")
         with self.capture_payload() as send:
             self.serve(FakeNetwork({}, webhook=merchant))
+        # the 2xx is the verification: its latency runs from the entry's creation (block time)
+        assert self.metrics.value("invoice_verification_latency_seconds_count") - verified == 1
         ((headers, _),) = merchant.received
         assert len(headers["webhook-signature"].split(" ")) == 2
         assert load_results(sent_payload(send).delivery_report) == [DeliveryResult(ENTRIES[0].id, 200, "", NOW, 0)]
@@ -247,6 +271,7 @@ class TestDeliverWebhookDuringRotation(WebhookFSMBehaviourBaseCase):
 class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
     """CheckpointBehaviour votes for the state the round will commit, and stores it once committed."""
 
+    http_connection = str(HTTP_CLIENT_PUBLIC_ID)  # the new checkpoint's block hash comes from the providers
     delivered = ENTRIES[0]
     dying = replace(ENTRIES[1], attempts=9)
     gone = ENTRIES[4]
@@ -256,7 +281,8 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
         DeliveryResult(dying.id, 503, "", NOW, NOW + 60),
         DeliveryResult(gone.id, 410, "", NOW, NOW + 10),
     ]
-    processed = sorted(e.id for e in (delivered, dying, gone, waiting))
+    processed = {e.id: 100 for e in (delivered, dying, gone, waiting)}
+    providers = {url: Provider(blocks={110: (block_hash(110), NOW)}) for url in (RPC_A, RPC_B, RPC_C)}
 
     def period_data(self) -> SynchronizedData:
         """Checkpoint 99, scan 100..110, period 3, with the report above."""
@@ -265,29 +291,31 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
             checkpoint=99,
             agreement=Agreement(100, 110).to_json(),
             outbox=dumps([self.delivered, self.dying, self.gone, self.waiting]),
-            processed_keys=json.dumps(self.processed),
+            processed_keys=dumps_processed(self.processed),
             delivery_report=dumps(self.report),
         )
 
-    def vote(self, data: SynchronizedData) -> CheckpointPayload:
-        """Run the behaviour until it sent its payload."""
+    def vote(self, data: SynchronizedData, network: Optional[FakeNetwork] = None) -> CheckpointPayload:
+        """Run the behaviour until it sent its payload, answering its block-hash requests."""
         self.go_to(CheckpointBehaviour, data)
         with self.capture_payload() as send:
-            self.behaviour.act_wrapper()
+            self.serve(network or FakeNetwork(self.providers))
         return sent_payload(send)
 
     def end_round(self, done_event: Event, committed: Optional[SynchronizedData] = None) -> None:  # type: ignore[override]
         """End the round; with `committed`, first store in it what CheckpointRound stores on DONE."""
         if committed is not None:
-            checkpoint, _, values = state_digest(110, committed, self.params.outbox_policy)
-            committed.db.update(checkpoint=checkpoint, **values)
+            params = self.params
+            with_state(committed, next_state(
+                110, block_hash(110), committed, params.outbox_policy, params.processed_retention_blocks
+            ))
         self.mock_a2a_transaction()
         self._test_done_flag_set()
         super().end_round(done_event)
 
     def test_votes_for_the_applied_report_and_stores_it_once_committed(self, data_dir: Path) -> None:
-        """Vote 110 and the digest of (delivered removed, 503 at attempt 10 and 410 dead-lettered); once the
-        round commits that state, the store holds it and the metrics count it."""
+        """Vote 110, its block hash and the digest of (delivered removed, 503 at attempt 10 and 410
+        dead-lettered); once the round commits that state, the store holds it and the metrics count it."""
         dlq = {r: self.metrics.value("webhook_dlq_total", reason=r) for r in ("gone", "max_attempts")}
         attempts = self.metrics.value("webhook_attempts_per_event_count")
         data = self.period_data()
@@ -298,21 +326,76 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
             replace(self.gone, attempts=1, last_status=410, last_attempt_at=NOW, next_attempt_at=NOW + 10,
                     dead_reason="gone"),
         ]
-        digest = digest_of(110, [self.waiting], expected_dead, self.processed)
-        assert same_payload(payload, CheckpointPayload(AGENT, 110, digest))
+        digest = digest_of(110, [self.waiting], expected_dead, self.processed, 1, block_hash(110))
+        assert same_payload(payload, CheckpointPayload(AGENT, 110, block_hash(110), digest))
         assert not (data_dir / "settleproof.sqlite3").exists()  # nothing is stored before the round ends
         self.end_round(Event.DONE, committed=data)
         assert self.current.behaviour_id == make_degenerate_behaviour(FinishedSettlementRound).auto_behaviour_id()
         store = Store.open(data_dir)
-        assert store.checkpoint() == Checkpoint(110, None, 3)
+        assert store.checkpoint() == Checkpoint(110, block_hash(110), 3, 1)
         assert store.outbox() == [self.waiting]
         assert store.dead_letters() == sorted(expected_dead, key=lambda e: (e.last_attempt_at, e.id))
+        assert store.committed_state() is not None and store.committed_state().digest == digest
+        assert store.processed_count() == 4
         store.close()
         assert {r: self.metrics.value("webhook_dlq_total", reason=r) - dlq[r] for r in dlq} == {
             "gone": 1, "max_attempts": 1
         }
         assert self.metrics.value("webhook_attempts_per_event_count") - attempts == 3  # delivered + 2 dead
         assert self.metrics.value("webhook_outbox_depth") == 1
+        assert self.metrics.value("webhook_dlq_depth") == 2
+        assert self.metrics.value("settlement_checkpoint_block") == 110
+        assert self.metrics.value("settlement_commit_seq") == 1
+
+    def test_a_state_too_large_to_recover_is_warned_about(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A committed state above what one consensus transaction carries: the operator is told."""
+        monkeypatch.setattr(behaviours_module, "RECOVERY_LIMIT_BYTES", 100)
+        with caplog.at_level(logging.WARNING):
+            self.vote(self.period_data())
+        assert "committed state too large to share at a recovery" in caplog.text
+
+    def test_silent_keepers_are_recorded_in_the_store(self, data_dir: Path) -> None:
+        """Period 3 saw one failover: its first keeper (sorted participants[3 % 4]) was silent."""
+        data = self.period_data()
+        data.db.update(keeper_failovers=1)
+        self.vote(data)
+        self.end_round(Event.DONE, committed=data)
+        store = Store.open(data_dir)
+        assert store.keeper_health() == {sorted(data.participants)[3]: (1, 3)}
+        store.close()
+
+    def test_unknown_hash_is_voted_empty(self) -> None:
+        """The providers do not agree on block 110's hash: the vote carries "" (unknown), not a guess."""
+        split = {url: Provider(blocks={110: ("0x" + f"{i:064x}", NOW)}) for i, url in enumerate((RPC_A, RPC_B, RPC_C))}
+        payload = self.vote(self.period_data(), FakeNetwork(split))
+        assert payload.block_hash == ""
+
+    def test_unmoved_checkpoint_keeps_its_hash_without_asking(self) -> None:
+        """Nothing scanned (range 100..99): the checkpoint and its stored hash stay; no RPC at all."""
+        network = FakeNetwork(self.providers)
+        data = sync_data(3, checkpoint=99, checkpoint_hash=block_hash(99), agreement=Agreement(100, 99).to_json())
+        payload = self.vote(data, network)
+        assert (payload.checkpoint, payload.block_hash) == (99, block_hash(99))
+        assert network.requests == []
+
+    def test_reorg_halt_is_logged_and_counted(self, caplog: pytest.LogCaptureFixture) -> None:
+        """FetchLogs found block 99 gone: the vote keeps 99, and the error names the block."""
+        data = sync_data(
+            3, checkpoint=99, checkpoint_hash=block_hash(99), agreement=Agreement(100, 99).to_json(), reorg_block=99
+        )
+        before = self.metrics.value("chain_reorg_detected_total")
+        with caplog.at_level(logging.ERROR):
+            payload = self.vote(data)
+        assert payload.checkpoint == 99
+        assert "no longer holds the checkpoint block" in caplog.text and "block=99" in caplog.text
+        data.db.update(commit_seq=1)  # what the round commits: the same state, one more commit
+        self.mock_a2a_transaction()
+        self._test_done_flag_set()
+        super().end_round(Event.DONE)
+        assert self.metrics.value("chain_reorg_detected_total") - before == 1
+        assert self.metrics.value("chain_reorg_halted_block") == 99
 
     def test_nothing_is_stored_when_the_round_commits_something_else(
         self, data_dir: Path, caplog: pytest.LogCaptureFixture
@@ -322,10 +405,11 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
         with caplog.at_level(logging.WARNING):
             self.end_round(Event.NO_MAJORITY)
         assert not (data_dir / "settleproof.sqlite3").exists()
-        assert "checkpoint not stored" in caplog.text
+        assert "state not stored" in caplog.text
 
     def test_an_unusable_store_is_reported_not_fatal(self, data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-        """A store that cannot be opened is logged as an error; the agent goes on (issue 6 decides more)."""
+        """A store that breaks while running is logged as an error; the agent goes on (a damaged store
+        found at start-up stops the agent instead: see test_models)."""
         (data_dir / "settleproof.sqlite3").write_bytes(b"not a database" * 100)
         data = self.period_data()
         self.vote(data)
@@ -336,4 +420,77 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
     def test_first_period_without_agreement_votes_minus_one(self) -> None:
         """Nothing agreed yet (-1..-2) and no checkpoint: vote -1 (no checkpoint) with an empty state."""
         payload = self.vote(sync_data(agreement=Agreement(-1, -2).to_json()))
-        assert same_payload(payload, CheckpointPayload(AGENT, -1, digest_of(None, [], [], [])))
+        assert same_payload(payload, CheckpointPayload(AGENT, -1, "", digest_of(None, [], [], {})))
+
+
+# --------------------------------------------------------------------------- RecoverState
+
+
+class TestRecoverStateBehaviour(WebhookFSMBehaviourBaseCase):
+    """RecoverStateBehaviour reports the newer of the stored and the synchronized committed state."""
+
+    def report(self, data: SynchronizedData) -> CommittedState:
+        """Run the behaviour to its payload; return the reported state."""
+        self.go_to(RecoverStateBehaviour, data)
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+        payload = sent_payload(send)
+        assert isinstance(payload, RecoverStatePayload)
+        self.finish_round(Event.DONE, SelectKeeperBehaviour)
+        return CommittedState.from_json(payload.state)
+
+    def test_reports_the_stored_state(self, data_dir: Path) -> None:
+        """A restarted agent (empty synchronized state) reports exactly what its store holds."""
+        stored = committed(6, 140, dumps([ENTRIES[0]]))
+        store = Store.open(data_dir)
+        store.commit(stored, period=2)
+        store.close()
+        assert self.report(sync_data()) == stored
+
+    def test_reports_the_synchronized_state_when_newer(self, data_dir: Path) -> None:
+        """Registration after an error keeps synchronized state at commit 9: that is reported."""
+        store = Store.open(data_dir)
+        store.commit(committed(6, 140), period=2)
+        store.close()
+        assert self.report(sync_data(checkpoint=150, commit_seq=9)).seq == 9
+
+    def test_an_unreadable_store_reports_the_synchronized_state(
+        self, data_dir: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A store damaged since start-up is logged; the agent still reports (an empty state)."""
+        (data_dir / "settleproof.sqlite3").write_bytes(b"not a database" * 100)
+        with caplog.at_level(logging.ERROR):
+            assert self.report(sync_data()) == CommittedState()
+        assert "durable store unreadable" in caplog.text
+
+
+# --------------------------------------------------------------------------- Dedupe (storing)
+
+
+class TestDedupeBehaviourStores(WebhookFSMBehaviourBaseCase):
+    """Once the Dedupe round recorded new events, every agent stores them before the keeper POSTs."""
+
+    def test_new_events_are_stored_as_a_commit_before_delivery(self, data_dir: Path) -> None:
+        """Scan 100..110 pays inv-a: the round's state (one more commit, the event queued and processed,
+        checkpoint unchanged) is in the store when the DeliverWebhook round starts."""
+        payment = make_payment(105, n=1)
+        agreement = Agreement(100, 110, (payment,), (make_invoice("inv-a", 1000),))
+        data = sync_data(3, checkpoint=99, commit_seq=4, agreement=agreement.to_json())
+        self.go_to(DedupeBehaviour, data)
+        self.behaviour.act_wrapper()
+        expected = enqueued_state(data, derive_events(agreement, {}, 12).events, NOW)
+        assert (expected.seq, expected.checkpoint) == (5, 99)
+        with_state(data, expected)  # what DedupeRound commits
+        self.finish_round(Event.DONE, DeliverWebhookBehaviour)
+        store = Store.open(data_dir)
+        assert store.committed_state() == expected
+        assert store.processed_count() == 1
+        assert [e.id for e in store.outbox()] == [f"inv-a:{payment.transfer.tx_hash}"]
+        store.close()
+
+    def test_nothing_new_stores_nothing(self, data_dir: Path) -> None:
+        """No new events: no commit, no file."""
+        self.go_to(DedupeBehaviour, sync_data(3, checkpoint=99, agreement=Agreement(100, 110).to_json()))
+        self.behaviour.act_wrapper()
+        self.finish_round(Event.NOTHING_TO_DELIVER, CheckpointBehaviour)
+        assert not (data_dir / "settleproof.sqlite3").exists()

@@ -5,6 +5,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,12 +18,14 @@ from packages.settleproof.skills.settlement_abci.agreement import (
 from packages.settleproof.skills.settlement_abci.invoices import Invoice
 from packages.settleproof.skills.settlement_abci.tests.strategies import (
     RECEIVERS,
+    address,
     chain_logs,
     examples,
     make_invoice,
     make_transfer,
     open_invoices,
     payment,
+    tx_hash,
 )
 
 
@@ -338,3 +341,37 @@ def test_invoice_listed_by_a_lagging_minority_holds_the_range_at_what_it_scanned
     lagging = Observation(FROM, 104, (), (INVOICE,))
     ahead = Observation(FROM, 110, (), ())
     assert agree([lagging, ahead, ahead, ahead], FROM, 3, 4) == Agreement(FROM, 104, (), ())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "[]", "{}", '{"tokens":[],"blocks":[],"payments":[[1]],"invoices":null,"from_block":1,"to_block":2,'
+     '"anchor_hash":""}',
+     # a payment in a block the blocks table does not list, and a token index out of range
+     '{"tokens":[],"blocks":[],"payments":[[5,0,"0x1",0,"0xa","0xb","1"]],"invoices":null,"from_block":1,'
+     '"to_block":9,"anchor_hash":""}',
+     '{"tokens":[],"blocks":[],"payments":[],"invoices":[["u",3,"0xb","1",null,null]],"from_block":1,'
+     '"to_block":9,"anchor_hash":""}'],
+)
+def test_a_malformed_observation_is_a_value_error(text: str) -> None:
+    """Another agent's payload that does not decode raises ValueError (the round then ignores it)."""
+    with pytest.raises(ValueError, match="malformed observation"):
+        Observation.from_json(text)
+
+
+def test_a_thousand_settlements_fit_a_consensus_transaction() -> None:
+    """1,000 payments and 1,000 open invoices: under 400 KB, so the hex-encoded transaction stays
+    under the 1 MB that Tendermint's RPC reads in one request line (the devnet too)."""
+    invoices = tuple(
+        make_invoice(uuid=f"{n:08d}-1111-4222-8333-444455556666", receiver=address(0x10000 + n), amount=10**18)
+        for n in range(1000)
+    )
+    payments = tuple(
+        Payment(make_transfer(block_number=500 + n // 100, log_index=n % 100, tx_hash=tx_hash(n),
+                              block_hash=tx_hash(10**6 + 500 + n // 100), receiver=address(0x10000 + n),
+                              value=10**18), 1_700_000_000 + n // 100)
+        for n in range(1000)
+    )
+    text = Observation(500, 520, payments, invoices, tx_hash(7)).to_json()
+    assert len(text) < 400_000
+    assert Observation.from_json(text) == Observation(500, 520, payments, tuple(sorted(invoices)), tx_hash(7))

@@ -16,9 +16,12 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     attempt_result,
     due,
     dumps,
+    dumps_processed,
     enqueue,
     load_entries,
+    load_processed,
     load_results,
+    retain,
     used_transactions,
 )
 from packages.settleproof.skills.settlement_abci.webhook_retry import Backoff
@@ -29,7 +32,9 @@ from packages.settleproof.skills.settlement_abci.webhook import WebhookEvent
 T0 = 1_700_000_000
 KEYS = [f"inv-{u}:{tx_hash(t)}" for u in "abc" for t in (1, 2)]
 keys = st.sampled_from(KEYS)
-events = st.builds(lambda key, n: WebhookEvent(key, json.dumps({"id": key, "n": n})), keys, st.integers(0, 3))
+events = st.builds(
+    lambda key, n: WebhookEvent(key, json.dumps({"id": key, "n": n}), 100 + n), keys, st.integers(0, 3)
+)
 entries = st.lists(
     st.builds(
         OutboxEntry,
@@ -59,13 +64,18 @@ policies = st.builds(
 
 
 @examples(100)
-@given(entries, st.lists(keys, unique=True), st.lists(events, max_size=6))
+@given(entries, st.dictionaries(keys, st.integers(0, 99)), st.lists(events, max_size=6))
 def test_enqueue_marks_processed_and_enqueues_together_once(outbox, processed, new_events):
-    """An event enters the outbox iff its id was not processed; then it is processed, due at once."""
+    """An event enters the outbox iff its id was not processed; then it is processed (with its
+    payment's block), due at once."""
     queued, now_processed = enqueue(outbox, processed, new_events, T0)
     fresh = {e.id for e in new_events} - set(processed)
     assert set(now_processed) == set(processed) | fresh
-    assert now_processed == sorted(now_processed)
+    assert list(now_processed) == sorted(now_processed)
+    first_block = {}
+    for event in new_events:
+        first_block.setdefault(event.id, event.block_number)
+    assert now_processed == {**processed, **{key: first_block[key] for key in fresh}}
     assert {e.id for e in queued} == {e.id for e in outbox} | fresh
     ids = [e.id for e in queued]
     assert len(ids) == len(set(ids))
@@ -217,3 +227,27 @@ def test_serialisation_round_trips_canonically(outbox, report):
     assert load_entries("") == [] and load_results("") == []
     old = '[{"attempts":2,"body":"{}","id":"a","last_error":"","last_status":503}]'
     assert load_entries(old) == [replace(OutboxEntry("a", "{}"), attempts=2, last_status=503)]
+
+
+@examples(100)
+@given(
+    st.dictionaries(keys, st.integers(0, 2000)),
+    st.one_of(st.none(), st.integers(0, 2000)),
+    st.integers(1, 500),
+    st.sets(st.sampled_from([f"inv-{u}" for u in "abcd"])),
+)
+def test_retain_keeps_the_window_and_open_invoices(processed, checkpoint, window, open_invoices):
+    """Kept: every key before any checkpoint; after, exactly those of the last `window` blocks and
+    those of invoices still open. Nothing is invented, blocks are unchanged."""
+    kept = retain(processed, checkpoint, window, open_invoices)
+    assert kept.items() <= processed.items()
+    for key, block in processed.items():
+        expected = checkpoint is None or block > checkpoint - window or key.split(":")[0] in open_invoices
+        assert (key in kept) == expected
+
+
+def test_processed_keys_round_trip_canonically() -> None:
+    """The same keys give the same text whatever their order."""
+    text = dumps_processed({"b:0x2": 7, "a:0x1": 5})
+    assert text == '{"a:0x1":5,"b:0x2":7}'
+    assert load_processed(text) == {"a:0x1": 5, "b:0x2": 7} and load_processed("") == {}

@@ -2,14 +2,15 @@
 
 import sqlite3
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from packages.settleproof.skills.settlement_abci import store as store_module
-from packages.settleproof.skills.settlement_abci.outbox import OutboxEntry
+from packages.settleproof.skills.settlement_abci.outbox import OutboxEntry, dumps, dumps_processed
+from packages.settleproof.skills.settlement_abci.recovery import CommittedState
 from packages.settleproof.skills.settlement_abci.store import (
     FILE_NAME,
     SCHEMA_VERSION,
@@ -17,6 +18,7 @@ from packages.settleproof.skills.settlement_abci.store import (
     Replay,
     Store,
     StoreError,
+    check_existing,
 )
 from packages.settleproof.skills.settlement_abci.tests.strategies import examples
 
@@ -29,6 +31,24 @@ def entry(name: str, **fields: object) -> OutboxEntry:
 def dead(name: str, at: int, reason: str = "gone") -> OutboxEntry:
     """A dead letter given up on at block time `at`."""
     return entry(name, attempts=1, last_status=410, last_attempt_at=at, created_at=at - 5, dead_reason=reason)
+
+
+def commit_checkpoint(  # pylint: disable=too-many-arguments
+    store: Store,
+    checkpoint: Optional[int],
+    period: int,
+    outbox: Sequence[OutboxEntry],
+    dead_letters: Sequence[OutboxEntry],
+    block_hash: str = "",
+    processed: Optional[dict] = None,
+) -> CommittedState:
+    """Commit a state holding this outbox and these dead letters (commit number 0)."""
+    state = CommittedState(0, checkpoint, block_hash, {
+        "outbox": dumps(outbox), "dead_letters": dumps(dead_letters),
+        "processed_keys": dumps_processed(processed or {}),
+    })
+    store.commit(state, period)
+    return state
 
 
 @pytest.fixture
@@ -44,12 +64,13 @@ def test_new_store_is_wal_versioned_and_empty(tmp_path: Path) -> None:
     opened = Store.open(tmp_path / "nested" / "data")
     try:
         assert opened.path == tmp_path / "nested" / "data" / FILE_NAME and opened.path.is_file()
-        assert opened.schema_version() == SCHEMA_VERSION == 1
+        assert opened.schema_version() == SCHEMA_VERSION == 2
         raw = sqlite3.connect(opened.path)
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
         raw.close()
         assert (opened.checkpoint(), opened.outbox(), opened.dead_letters(), opened.replays()) == (None, [], [], [])
+        assert opened.committed_state() is None and opened.processed_count() == 0
     finally:
         opened.close()
 
@@ -58,25 +79,25 @@ def test_checkpoint_replaces_outbox_and_only_adds_dead_letters(store: Store) -> 
     """Each commit holds one period; dead letters of earlier commits stay even if a later one omits them."""
     waiting = entry("a", attempts=2, last_status=503, last_error="busy", created_at=10, next_attempt_at=40,
                     last_attempt_at=20)
-    store.commit_checkpoint(110, 3, [waiting, entry("b")], [dead("x", 100)])
+    commit_checkpoint(store, 110, 3, [waiting, entry("b")], [dead("x", 100)])
     assert store.checkpoint() == Checkpoint(110, None, 3)
     assert store.outbox() == [waiting, entry("b")]
-    store.commit_checkpoint(120, 4, [entry("c")], [dead("y", 90, "rejected")], block_hash="0xab")
+    commit_checkpoint(store, 120, 4, [entry("c")], [dead("y", 90, "rejected")], block_hash="0xab")
     assert store.checkpoint() == Checkpoint(120, "0xab", 4)
     assert store.outbox() == [entry("c")]
     assert store.dead_letters() == [dead("y", 90, "rejected"), dead("x", 100)]
     assert store.dead_letters(since=95) == [dead("x", 100)]
     assert store.dead_letter("x:0xx") == dead("x", 100) and store.dead_letter("nope") is None
-    store.commit_checkpoint(None, 5, [], [dead("x", 999, "max_age")])  # same id again: the first is kept
+    commit_checkpoint(store, None, 5, [], [dead("x", 999, "max_age")])  # same id again: the first is kept
     assert store.dead_letter("x:0xx") == dead("x", 100)
     assert store.checkpoint() == Checkpoint(None, None, 5)
 
 
 def test_a_failed_commit_leaves_the_previous_checkpoint_whole(store: Store) -> None:
     """The outbox table refuses a dead letter's reason: the whole transaction rolls back."""
-    store.commit_checkpoint(110, 3, [entry("a")], [dead("x", 100)])
+    commit_checkpoint(store, 110, 3, [entry("a")], [dead("x", 100)])
     with pytest.raises(sqlite3.IntegrityError):
-        store.commit_checkpoint(120, 4, [entry("b"), dead("bad", 1)], [dead("y", 101)])
+        commit_checkpoint(store, 120, 4, [entry("b"), dead("bad", 1)], [dead("y", 101)])
     assert store.checkpoint() == Checkpoint(110, None, 3)
     assert store.outbox() == [entry("a")]
     assert [d.id for d in store.dead_letters()] == ["x:0xx"]
@@ -84,7 +105,7 @@ def test_a_failed_commit_leaves_the_previous_checkpoint_whole(store: Store) -> N
 
 def test_replays_are_recorded_in_order(store: Store) -> None:
     """Every replay is kept, per event and overall."""
-    store.commit_checkpoint(1, 1, [], [dead("x", 100), dead("y", 101)])
+    commit_checkpoint(store, 1, 1, [], [dead("x", 100), dead("y", 101)])
     store.record_replay(Replay("x:0xx", 1_700_000_000, 0, "refused"))
     store.record_replay(Replay("y:0xy", 1_700_000_001, 204))
     store.record_replay(Replay("x:0xx", 1_700_000_002, 204))
@@ -98,7 +119,7 @@ def test_replays_are_recorded_in_order(store: Store) -> None:
 def test_reopening_keeps_everything(tmp_path: Path) -> None:
     """What one process committed, the next one reads (and no migration runs twice)."""
     first = Store.open(tmp_path)
-    first.commit_checkpoint(7, 2, [entry("a")], [dead("x", 5)])
+    commit_checkpoint(first, 7, 2, [entry("a")], [dead("x", 5)])
     first.close()
     second = Store.open(tmp_path)
     assert (second.checkpoint(), second.outbox(), second.dead_letters()) == (
@@ -115,7 +136,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     raw.commit()
     raw.close()
-    with pytest.raises(StoreError, match=rf"{FILE_NAME}: schema version 2 is newer .* move the file aside"):
+    with pytest.raises(StoreError, match=rf"{FILE_NAME}: schema version 3 is newer .* move the file aside"):
         Store.open(tmp_path)
 
 
@@ -129,13 +150,13 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
 
 
 def test_migrations_run_in_order_from_any_older_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A later version appended to MIGRATIONS runs once on an existing version-1 file."""
+    """A later version appended to MIGRATIONS runs once on an existing file of the current version."""
     Store.open(tmp_path).close()
     extra = ("CREATE TABLE processed_keys (key TEXT PRIMARY KEY)",)
     monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, extra))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
     upgraded = Store.open(tmp_path)
-    assert upgraded.schema_version() == 2
+    assert upgraded.schema_version() == 3
     upgraded.close()
     raw = sqlite3.connect(tmp_path / FILE_NAME)
     assert raw.execute("SELECT COUNT(*) FROM processed_keys").fetchone() == (0,)
@@ -154,7 +175,72 @@ def test_dead_letters_are_never_lost(tmp_path_factory: pytest.TempPathFactory, c
     opened = Store.open(tmp_path_factory.mktemp("store"))
     seen = set()
     for period, (name, at, reason) in enumerate(commits):
-        opened.commit_checkpoint(period, period, [], [dead(name, at, reason)])
+        commit_checkpoint(opened, period, period, [], [dead(name, at, reason)])
         seen.add(f"{name}:0x{name}")
         assert {d.id for d in opened.dead_letters()} == seen
     opened.close()
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_dead_letters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store written before processed keys existed opens at version 2; its data stays, and as it
+    holds no committed state the agent resumes from the others' (or starts afresh)."""
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    old = Store.open(tmp_path)
+    old._db.execute(  # pylint: disable=protected-access
+        "INSERT INTO checkpoint (id, block, block_hash, period) VALUES (1, 7, NULL, 2)"
+    )
+    old.close()
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    upgraded = Store.open(tmp_path)
+    assert upgraded.schema_version() == 2
+    assert upgraded.checkpoint() == Checkpoint(7, None, 2, 0)
+    assert upgraded.committed_state() is None
+    upgraded.close()
+
+
+def test_committed_state_and_every_processed_key_are_kept(store: Store) -> None:
+    """The committed state reads back exactly (digest and all); processed keys only accumulate, even
+    those a later state let go of."""
+    first = commit_checkpoint(store, 110, 3, [entry("a")], [], "0xaa", {"a:0xa": 105, "b:0xb": 106})
+    assert store.committed_state() == first
+    second = commit_checkpoint(store, 120, 4, [], [], "0xbb", {"c:0xc": 118})
+    assert store.committed_state() == second and store.committed_state().digest == second.digest
+    assert store.processed_count() == 3
+    assert store.checkpoint() == Checkpoint(120, "0xbb", 4, 0)
+
+
+def test_a_tampered_committed_state_is_refused(tmp_path: Path) -> None:
+    """A stored state whose digest no longer matches is refused with the file's name."""
+    opened = Store.open(tmp_path)
+    commit_checkpoint(opened, 110, 3, [], [], "0xaa")
+    opened._db.execute("UPDATE checkpoint SET state = replace(state, '110', '999')")  # pylint: disable=protected-access
+    with pytest.raises(StoreError, match=rf"{FILE_NAME}: committed state does not match its digest"):
+        opened.committed_state()
+    opened.close()
+    with pytest.raises(StoreError, match="move it aside"):
+        check_existing(tmp_path)
+
+
+def test_check_existing_creates_nothing_and_refuses_damage(tmp_path: Path) -> None:
+    """No file: nothing happens (and nothing is created). An empty, truncated or garbage file: refused."""
+    check_existing(tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
+    good = Store.open(tmp_path / "good")
+    commit_checkpoint(good, 110, 3, [entry("a")], [dead("x", 5)], "0xaa", {"a:0xa": 105})
+    good.close()
+    check_existing(tmp_path / "good")
+    data = (tmp_path / "good" / FILE_NAME).read_bytes()
+    for name, content in (("empty", b""), ("truncated", data[: len(data) // 2]), ("garbage", b"junk" * 1000)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / FILE_NAME).write_bytes(content)
+        with pytest.raises(StoreError, match=rf"{name}/{FILE_NAME}: .*move it aside"):
+            check_existing(tmp_path / name)
+
+
+def test_keeper_health_counts_silent_periods(store: Store) -> None:
+    """Each commit counts the keepers that stayed silent in its period, keeping the last such period."""
+    state = CommittedState(1, 10, "", {"outbox": "[]", "dead_letters": "[]", "processed_keys": "{}"})
+    store.commit(state, 3, ["0xa"])
+    store.commit(state, 4, [])
+    store.commit(state, 5, ["0xa", "0xb"])
+    assert store.keeper_health() == {"0xa": (2, 5), "0xb": (1, 5)}

@@ -23,7 +23,9 @@ from packages.settleproof.skills.settlement_abci.outbox import OutboxPolicy
 from packages.settleproof.skills.settlement_abci.webhook_retry import Backoff
 from packages.settleproof.skills.settlement_abci.rounds import (
     CheckpointRound,
+    DedupeRound,
     Event,
+    RecoverStateRound,
     SettlementAbciApp,
 )
 from packages.valory.skills.abstract_round_abci.models import (
@@ -180,11 +182,13 @@ class TestParams:
 def fsm_class_state() -> Iterator[None]:
     """SharedState.setup writes class attributes of the FSM: restore them afterwards."""
     timeouts = dict(SettlementAbciApp.event_to_timeout)
-    policy = CheckpointRound.policy
+    saved = (CheckpointRound.policy, CheckpointRound.retention_blocks, RecoverStateRound.retention_blocks,
+             DedupeRound.confirmations)
     yield
     SettlementAbciApp.event_to_timeout.clear()
     SettlementAbciApp.event_to_timeout.update(timeouts)
-    CheckpointRound.policy = policy
+    (CheckpointRound.policy, CheckpointRound.retention_blocks, RecoverStateRound.retention_blocks,
+     DedupeRound.confirmations) = saved
 
 
 class TestSharedState:
@@ -201,6 +205,8 @@ class TestSharedState:
         context = MagicMock(is_abstract_component=True)
         context.params.round_timeout_seconds = 7.5
         context.params.outbox_policy = OutboxPolicy(max_attempts=4, client_error_attempts=2)
+        context.params.processed_retention_blocks = 321
+        context.params.settings.confirmations = 5
         context.params.setup_params = {
             "all_participants": ["0x0"],
             "safe_contract_address": "0x0",
@@ -211,7 +217,35 @@ class TestSharedState:
         assert SettlementAbciApp.event_to_timeout[Event.ROUND_TIMEOUT] == 7.5
         assert SettlementAbciApp.event_to_timeout[Event.KEEPER_TIMEOUT] == 7.5
         assert CheckpointRound.policy == OutboxPolicy(max_attempts=4, client_error_attempts=2)
+        assert (CheckpointRound.retention_blocks, RecoverStateRound.retention_blocks) == (321, 321)
+        assert DedupeRound.confirmations == 5
         assert isinstance(state.round_sequence.abci_app, SettlementAbciApp)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 500])
+def test_a_damaged_store_stops_start_up_with_one_line(tmp_path: Path, content: bytes) -> None:
+    """An empty or garbage store file in SETTLEPROOF_DATA_DIR: one line naming the file and what to do."""
+    (tmp_path / "settleproof.sqlite3").write_bytes(content)
+    with pytest.raises(InvalidSettings) as error:
+        Params(**params_kwargs(data_dir=str(tmp_path)))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"refusing to start: {tmp_path / 'settleproof.sqlite3'}: ")
+    assert message.endswith("move it aside to start from the agreed state")
+    assert (tmp_path / "settleproof.sqlite3").read_bytes() == content  # left as it was
+
+
+def test_a_missing_store_is_fine_and_not_created(tmp_path: Path) -> None:
+    """Params only checks an existing store; a first start creates nothing at load time."""
+    params = Params(**params_kwargs(data_dir=str(tmp_path / "data")))
+    assert params.processed_retention_blocks == 2000
+    assert not (tmp_path / "data").exists()
+
+
+def test_retention_below_one_stops_start_up() -> None:
+    """A retention window of 0 blocks would forget keys a re-scan needs."""
+    with pytest.raises(InvalidSettings, match="processed_retention_blocks: 0 is below the minimum 1"):
+        Params(**params_kwargs(processed_retention_blocks=0))
 
 
 def test_durable_store_opens_on_first_use_in_the_data_dir(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 from packages.settleproof.skills.settlement_abci.payloads import (
     CheckpointPayload,
     DedupePayload,
+    RecoverStatePayload,
     DeliverWebhookPayload,
     FetchLogsQuorumPayload,
     KeeperFailoverPayload,
@@ -15,6 +16,7 @@ from packages.settleproof.skills.settlement_abci.payloads import (
 from packages.settleproof.skills.settlement_abci.rounds import (
     CheckpointRound,
     DedupeRound,
+    RecoverStateRound,
     DeliverWebhookRound,
     FetchLogsQuorumRound,
     KeeperFailoverRound,
@@ -29,12 +31,13 @@ SENDER = "agent_0"
 @pytest.mark.parametrize(
     "payload_cls, fields",
     [
+        (RecoverStatePayload, {"state": '{"seq":0}'}),
         (SelectKeeperPayload, {"keeper": "agent_1"}),
         (FetchLogsQuorumPayload, {"observation": '{"from_block":1}'}),
-        (DedupePayload, {"new_events": '[{"id":"a:0x1","body":"{}"}]', "block_time": 1_700_000_000}),
+        (DedupePayload, {"events_digest": "ef" * 32, "block_time": 1_700_000_000}),
         (DeliverWebhookPayload, {"delivery_report": '[{"error":"","id":"a:0x1","status":200}]'}),
         (KeeperFailoverPayload, {"keeper": "agent_2", "failovers": 2}),
-        (CheckpointPayload, {"checkpoint": 110, "state_digest": "ab" * 32}),
+        (CheckpointPayload, {"checkpoint": 110, "block_hash": "0x" + "12" * 32, "state_digest": "ab" * 32}),
     ],
 )
 def test_payload(payload_cls: Type[BaseTxPayload], fields: Dict[str, Any]) -> None:
@@ -52,6 +55,7 @@ def test_payload(payload_cls: Type[BaseTxPayload], fields: Dict[str, Any]) -> No
 @pytest.mark.parametrize(
     "round_cls, payload_cls",
     [
+        (RecoverStateRound, RecoverStatePayload),
         (SelectKeeperRound, SelectKeeperPayload),
         (FetchLogsQuorumRound, FetchLogsQuorumPayload),
         (DedupeRound, DedupePayload),
@@ -72,8 +76,14 @@ def test_tuple_selections_match_field_order() -> None:
         "most_voted_keeper_address": "agent_2",
         "keeper_failovers": 3,
     }
-    checkpoint = CheckpointPayload(SENDER, 110, "cd" * 32)
+    checkpoint = CheckpointPayload(SENDER, 110, "0x" + "12" * 32, "cd" * 32)
     assert dict(zip(CheckpointRound.selection_key, checkpoint.values)) == {
         "checkpoint_vote": 110,
+        "block_hash": "0x" + "12" * 32,
         "state_digest": "cd" * 32,
+    }
+    dedupe = DedupePayload(SENDER, "ef" * 32, 1_700_000_000)
+    assert dict(zip(DedupeRound.selection_key, dedupe.values)) == {
+        "events_digest": "ef" * 32,
+        "block_time": 1_700_000_000,
     }

@@ -26,6 +26,8 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     OutboxEntry,
     OutboxPolicy,
     dumps,
+    dumps_processed,
+    load_processed,
 )
 from packages.settleproof.skills.settlement_abci.payloads import (
     CheckpointPayload,
@@ -33,6 +35,7 @@ from packages.settleproof.skills.settlement_abci.payloads import (
     DeliverWebhookPayload,
     FetchLogsQuorumPayload,
     KeeperFailoverPayload,
+    RecoverStatePayload,
     SelectKeeperPayload,
 )
 from packages.settleproof.skills.settlement_abci.rounds import (
@@ -46,12 +49,15 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     SelectKeeperRound,
     SettlementAbciApp,
     SynchronizedData,
+    RETRY_TRANSITIONS,
+    RecoverStateRound,
     checkpoint_vote,
     committed_checkpoint,
     next_block,
-    state_digest,
-    stored_state_digest,
+    next_state,
 )
+from packages.settleproof.skills.settlement_abci.dedupe import derive_events
+from packages.settleproof.skills.settlement_abci.recovery import CommittedState
 from packages.settleproof.skills.settlement_abci.transfers import Transfer
 from packages.valory.skills.abstract_round_abci.base import (
     AbciAppDB,
@@ -298,6 +304,52 @@ class TestFetchLogsQuorumRound(SettlementRoundTestMixin, BaseCollectDifferentUnt
             Agreement(50, 60, (payment,), (invoice,)),
         )
 
+    def test_anchor_confirmed_by_a_threshold_scans_on(self) -> None:
+        """The stored checkpoint hash is confirmed by three agents (one could not tell): scan as usual."""
+        self.set_data(checkpoint=99, checkpoint_hash=block_hash(99))
+        invoice, payment = make_invoice(), make_payment(105)
+        seen = Observation(100, 110, (payment,), (invoice,), anchor_hash=block_hash(99))
+        self.run_round(
+            {"agent_0": seen, "agent_1": seen, "agent_2": replace(seen, anchor_hash=""), "agent_3": seen},
+            Agreement(100, 110, (payment,), (invoice,)),
+        )
+
+    def test_a_malformed_observation_counts_as_none(self) -> None:
+        """One agent sends garbage: the three others are still a threshold and agree; nothing raises."""
+        self.set_data(checkpoint=99)
+        good = Observation(100, 110, (make_payment(105),), (make_invoice(),))
+        payloads = {agent: FetchLogsQuorumPayload(agent, good.to_json()) for agent in self.agents[:3]}
+        payloads[self.agents[3]] = FetchLogsQuorumPayload(self.agents[3], '{"payments": "all of them"}')
+        data, event = ends_with(round_of(FetchLogsQuorumRound, self.synchronized_data), payloads)
+        assert event == Event.DONE
+        assert data.agreement == Agreement(100, 110, (make_payment(105),), (make_invoice(),))
+
+    def anchored_end(self, hashes: List[str]) -> Any:
+        """end_block's result when the agents report these anchor hashes for checkpoint 99."""
+        self.set_data(checkpoint=99, checkpoint_hash=block_hash(99))
+        observation = Observation(100, 110, (make_payment(105),), (make_invoice(),))
+        payloads = {
+            agent: FetchLogsQuorumPayload(agent, replace(observation, anchor_hash=h).to_json())
+            for agent, h in zip(self.agents, hashes)
+        }
+        return ends_with(round_of(FetchLogsQuorumRound, self.synchronized_data), payloads)
+
+    def test_deep_reorg_halts_and_names_the_block(self) -> None:
+        """Three agents' providers now give block 99 another hash: REORG_DETECTED, nothing scanned."""
+        other = "0x" + "ee" * 32
+        data, event = self.anchored_end([other, other, other, block_hash(99)])
+        assert event == Event.REORG_DETECTED
+        assert data.reorg_block == 99
+        assert data.agreement == Agreement(100, 99)
+
+    def test_undecided_anchor_scans_nothing_but_goes_on(self) -> None:
+        """Two confirm, two deny: neither is a threshold, so nothing is scanned and nothing is halted."""
+        other = "0x" + "ee" * 32
+        data, event = self.anchored_end([other, other, block_hash(99), block_hash(99)])
+        assert event == Event.DONE
+        assert data.reorg_block is None
+        assert data.agreement == Agreement(100, 99)
+
     def test_waits_for_threshold(self) -> None:
         """Two observations are not a threshold: end_block returns None."""
         test_round = round_of(FetchLogsQuorumRound, self.set_data(checkpoint=99))
@@ -311,13 +363,15 @@ class TestFetchLogsQuorumRound(SettlementRoundTestMixin, BaseCollectDifferentUnt
 # --------------------------------------------------------------------------- Dedupe
 
 
-def events_json(*events: Dict[str, str]) -> str:
-    """A Dedupe payload's JSON list of {"id", "body"}."""
-    return json.dumps(list(events), separators=(",", ":"))
-
-
-EVENT_A = {"id": "inv-a:" + tx_hash(1), "body": '{"id":"inv-a"}'}
-EVENT_B = {"id": "inv-b:" + tx_hash(2), "body": '{"id":"inv-b"}'}
+#: Two invoices to RECEIVER, each paid by its own transaction; the agreed scan of 100..110.
+INVOICE_A = make_invoice("inv-a", amount=1000)
+INVOICE_B = make_invoice("inv-b", amount=2000)
+PAID_A = make_payment(105, n=1, value=1000)
+PAID_B = make_payment(106, n=2, value=2000)
+SCAN = Agreement(100, 110, (PAID_A, PAID_B), (INVOICE_A, INVOICE_B))
+EVENTS = derive_events(SCAN, {}, 12).events
+EVENT_A = {"id": "inv-a:" + tx_hash(1), "body": EVENTS[0].body}
+EVENT_B = {"id": "inv-b:" + tx_hash(2), "body": EVENTS[1].body}
 #: The block time the agents agree on in Dedupe: new events are created and due at it.
 NOW = 1_700_000_000
 
@@ -327,23 +381,45 @@ def queued(event: Dict[str, str]) -> OutboxEntry:
     return OutboxEntry(event["id"], event["body"], created_at=NOW, next_attempt_at=NOW)
 
 
-class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
-    """DedupeRound: the agreed events enter the outbox and the processed set together."""
+def processed_json(*events: Dict[str, str]) -> str:
+    """Processed keys of events (key -> the payment's block), as synchronized state holds them."""
+    blocks = {EVENT_A["id"]: 105, EVENT_B["id"]: 106}
+    return dumps_processed({e["id"]: blocks[e["id"]] for e in events})
 
-    def run_round(
-        self, new_events: str, expected_outbox: List[OutboxEntry], expected_processed: List[str], event: Event
+
+@pytest.fixture
+def dedupe_confirmations() -> Iterator[None]:
+    """DedupeRound.confirmations is class state set by SharedState.setup: pin it to 12."""
+    previous = DedupeRound.confirmations
+    DedupeRound.confirmations = 12
+    yield
+    DedupeRound.confirmations = previous
+
+
+@pytest.mark.usefixtures("dedupe_confirmations")
+class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
+    """DedupeRound: agents vote on the digest of the events the round derives from the agreed scan;
+    the events enter the outbox and the processed set together."""
+
+    def run_round(  # pylint: disable=too-many-arguments
+        self, agreement: Agreement, expected_outbox: List[OutboxEntry], expected_processed: str, event: Event,
+        commits: int = 1,
     ) -> None:
-        """All four agents send `new_events` at NOW; check outbox, processed keys and delivery report."""
-        payloads = same_payloads(self.participants, lambda p: DedupePayload(p, new_events, NOW))
+        """All four agents vote for the digest of `agreement`'s new events at NOW; new events count as
+        a commit (`commits` 1), none do not (0)."""
+        self.set_data(agreement=agreement.to_json())
+        digest = derive_events(agreement, self.synchronized_data.processed_keys, 12).digest
+        payloads = same_payloads(self.participants, lambda p: DedupePayload(p, digest, NOW))
         test_round = round_of(DedupeRound, self.synchronized_data)
 
         def expected(data: SynchronizedData, round_: DedupeRound) -> SynchronizedData:
             return data.update(
                 participant_to_votes=round_.serialized_collection,
-                new_events=new_events,
+                events_digest=digest,
                 block_time=NOW,
                 outbox=dumps(expected_outbox),
-                processed_keys=json.dumps(expected_processed),
+                processed_keys=expected_processed,
+                commit_seq=commits,
                 delivery_report="[]",
             )
 
@@ -355,78 +431,84 @@ class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRou
                 synchronized_data_attr_checks=[
                     lambda d: d.outbox,
                     lambda d: d.processed_keys,
+                    lambda d: d.commit_seq,
                     lambda d: d.delivery_report,
-                    lambda d: d.db.get("new_events"),
+                    lambda d: d.db.get("events_digest"),
                     lambda d: d.db.get("block_time"),
                 ],
-                most_voted_payload=new_events,
+                most_voted_payload=digest,
                 exit_event=event,
             )
         )
 
     def test_new_events_are_enqueued_and_processed(self) -> None:
-        """Empty state, two new events: both wait in the outbox, created and due at NOW, and are processed."""
-        self.run_round(
-            events_json(EVENT_A, EVENT_B),
-            [queued(EVENT_A), queued(EVENT_B)],
-            [EVENT_A["id"], EVENT_B["id"]],
-            Event.DONE,
-        )
+        """Empty state, two paid invoices: both events wait in the outbox, due at NOW, and are processed
+        with their payments' blocks."""
+        self.run_round(SCAN, [queued(EVENT_A), queued(EVENT_B)], processed_json(EVENT_A, EVENT_B), Event.DONE)
 
     def test_already_processed_event_is_not_requeued(self) -> None:
-        """EVENT_A is processed and waiting with 3 attempts; receiving it again neither resets nor duplicates it."""
+        """EVENT_A is processed and waiting with 3 attempts; a re-scan neither resets nor duplicates it."""
         waiting = OutboxEntry(EVENT_A["id"], EVENT_A["body"], attempts=3, last_status=503)
-        self.set_data(outbox=dumps([waiting]), processed_keys=json.dumps([EVENT_A["id"]]))
-        self.run_round(
-            events_json(EVENT_A, EVENT_B),
-            [waiting, queued(EVENT_B)],
-            [EVENT_A["id"], EVENT_B["id"]],
-            Event.DONE,
-        )
+        self.set_data(outbox=dumps([waiting]), processed_keys=processed_json(EVENT_A))
+        self.run_round(SCAN, [waiting, queued(EVENT_B)], processed_json(EVENT_A, EVENT_B), Event.DONE)
 
     def test_delivered_event_is_not_enqueued_again(self) -> None:
         """EVENT_A was delivered in an earlier period (processed, not in the outbox): nothing to deliver."""
-        self.set_data(outbox="[]", processed_keys=json.dumps([EVENT_A["id"]]))
-        self.run_round(events_json(EVENT_A), [], [EVENT_A["id"]], Event.NOTHING_TO_DELIVER)
+        self.set_data(outbox="[]", processed_keys=processed_json(EVENT_A))
+        scan = Agreement(100, 110, (PAID_A,), (INVOICE_A,))
+        self.run_round(scan, [], processed_json(EVENT_A), Event.NOTHING_TO_DELIVER, commits=0)
 
     def test_nothing_new_and_empty_outbox(self) -> None:
-        """No new events and an empty outbox: skip delivery."""
-        self.run_round("[]", [], [], Event.NOTHING_TO_DELIVER)
+        """No payments and an empty outbox: skip delivery."""
+        self.run_round(Agreement(100, 110), [], "{}", Event.NOTHING_TO_DELIVER, commits=0)
 
     def test_nothing_new_but_outbox_waiting(self) -> None:
         """No new events, but an earlier event still waits: deliver it."""
         waiting = OutboxEntry(EVENT_B["id"], EVENT_B["body"], attempts=1, last_status=500)
-        self.set_data(outbox=dumps([waiting]), processed_keys=json.dumps([EVENT_B["id"]]))
-        self.run_round("[]", [waiting], [EVENT_B["id"]], Event.DONE)
+        self.set_data(outbox=dumps([waiting]), processed_keys=processed_json(EVENT_B))
+        self.run_round(Agreement(100, 110), [waiting], processed_json(EVENT_B), Event.DONE, commits=0)
 
     def test_delivery_report_of_an_earlier_attempt_is_cleared(self) -> None:
         """A stale delivery report (from before a NO_MAJORITY loop) is reset to []."""
         self.set_data(delivery_report=dumps([DeliveryResult(EVENT_A["id"], 200)]))
-        self.run_round(events_json(EVENT_A), [queued(EVENT_A)], [EVENT_A["id"]], Event.DONE)
+        scan = Agreement(100, 110, (PAID_A,), (INVOICE_A,))
+        self.run_round(scan, [queued(EVENT_A)], processed_json(EVENT_A), Event.DONE)
 
     def test_waiting_entry_not_yet_due_skips_delivery(self) -> None:
         """Nothing new, and the waiting entry's next attempt is after NOW: go straight to the checkpoint."""
         later = OutboxEntry(EVENT_B["id"], EVENT_B["body"], attempts=1, last_status=503, next_attempt_at=NOW + 1)
-        self.set_data(outbox=dumps([later]), processed_keys=json.dumps([EVENT_B["id"]]))
-        self.run_round("[]", [later], [EVENT_B["id"]], Event.NOTHING_TO_DELIVER)
+        self.set_data(outbox=dumps([later]), processed_keys=processed_json(EVENT_B))
+        self.run_round(Agreement(100, 110), [later], processed_json(EVENT_B), Event.NOTHING_TO_DELIVER, commits=0)
 
     def test_new_event_is_due_even_when_others_wait(self) -> None:
         """A new event is due at once, so the keeper round runs although the older entry is not due."""
         later = OutboxEntry(EVENT_B["id"], EVENT_B["body"], attempts=1, last_status=503, next_attempt_at=NOW + 60)
-        self.set_data(outbox=dumps([later]), processed_keys=json.dumps([EVENT_B["id"]]))
-        self.run_round(events_json(EVENT_A), [queued(EVENT_A), later], [EVENT_A["id"], EVENT_B["id"]], Event.DONE)
+        self.set_data(outbox=dumps([later]), processed_keys=processed_json(EVENT_B))
+        scan = Agreement(100, 110, (PAID_A,), (INVOICE_A,))
+        self.run_round(scan, [queued(EVENT_A), later], processed_json(EVENT_A, EVENT_B), Event.DONE)
+
+    def test_digest_the_round_does_not_derive_is_refused(self) -> None:
+        """A threshold votes for a digest other than this agent's derivation: NO_MAJORITY, nothing recorded."""
+        self.set_data(agreement=SCAN.to_json())
+        payloads = same_payloads(self.participants, lambda p: DedupePayload(p, "ab" * 32, NOW))
+        result = ends_with(round_of(DedupeRound, self.synchronized_data), payloads)
+        assert result is not None
+        data, event = result
+        assert event == Event.NO_MAJORITY
+        assert data.outbox == [] and data.processed_keys == {}
 
     def test_no_majority(self) -> None:
-        """Two agents send EVENT_A, two send EVENT_B: no majority, the outbox stays untouched."""
+        """Votes split 2/2 between two digests: no majority, the outbox stays untouched."""
+        self.set_data(agreement=SCAN.to_json())
         payloads = {
-            agent: DedupePayload(agent, events_json(EVENT_A if i < 2 else EVENT_B), NOW)
+            agent: DedupePayload(agent, ("ab" if i < 2 else "cd") * 32, NOW)
             for i, agent in enumerate(self.agents)
         }
         result = ends_with(round_of(DedupeRound, self.synchronized_data), payloads)
         assert result is not None
         data, event = result
         assert event == Event.NO_MAJORITY
-        assert data.outbox == [] and data.processed_keys == []
+        assert data.outbox == [] and data.processed_keys == {}
 
 
 # --------------------------------------------------------------------------- DeliverWebhook
@@ -539,14 +621,23 @@ def entry(name: str, attempts: int = 0, last_status: int = 0, last_error: str = 
     )
 
 
-def digest_of(checkpoint: Optional[int], outbox: List[OutboxEntry], dead: List[OutboxEntry], processed: List[str]) -> str:
-    """The digest of a committed state, written out independently of `state_digest`."""
+def digest_of(
+    checkpoint: Optional[int],
+    outbox: List[OutboxEntry],
+    dead: List[OutboxEntry],
+    processed: Dict[str, int],
+    seq: int = 1,
+    checkpoint_hash: str = "",
+) -> str:
+    """The digest of a committed state, written out independently of `recovery.CommittedState`."""
     text = json.dumps(
         {
+            "seq": seq,
             "checkpoint": checkpoint,
+            "checkpoint_hash": checkpoint_hash,
             "outbox": dumps(outbox),
             "dead_letters": dumps(dead),
-            "processed_keys": json.dumps(processed, separators=(",", ":")),
+            "processed_keys": json.dumps(dict(sorted(processed.items())), separators=(",", ":")),
         },
         sort_keys=True,
     )
@@ -557,9 +648,12 @@ def digest_of(checkpoint: Optional[int], outbox: List[OutboxEntry], dead: List[O
 def default_policy() -> Iterator[None]:
     """CheckpointRound.policy is class state set by SharedState.setup: pin it to the defaults (10 attempts)."""
     previous = CheckpointRound.policy
+    retention = CheckpointRound.retention_blocks
     CheckpointRound.policy = OutboxPolicy()
+    CheckpointRound.retention_blocks = 1000
     yield
     CheckpointRound.policy = previous
+    CheckpointRound.retention_blocks = retention
 
 
 @pytest.mark.usefixtures("default_policy")
@@ -571,7 +665,9 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
     dying = entry("dying", attempts=9, last_status=503)
     untouched = entry("untouched", next_attempt_at=NOW + 500)
     old_dead = entry("old-dead", attempts=10, last_status=500, dead_reason="max_attempts")
-    processed = sorted(e.id for e in (delivered, retried, dying, untouched, old_dead))
+    processed = {e.id: 100 for e in (delivered, retried, dying, untouched, old_dead)}
+    #: The hash the agents' providers give the new checkpoint block.
+    new_hash = block_hash(110)
 
     def setup_state(self, checkpoint: Optional[int], agreement: Agreement) -> None:
         """Period state: 4 waiting entries, one earlier dead letter, and the keeper's report made at NOW."""
@@ -585,7 +681,7 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
             agreement=agreement.to_json(),
             outbox=dumps([self.delivered, self.retried, self.dying, self.untouched]),
             dead_letters=dumps([self.old_dead]),
-            processed_keys=json.dumps(self.processed),
+            processed_keys=dumps_processed(self.processed),
             delivery_report=dumps(report),
         )
 
@@ -602,20 +698,23 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         old_dead,
     ]
 
-    def run_round(self, vote: int, digest: str, expected_checkpoint: Optional[int]) -> None:
-        """All agents vote (vote, digest); the round must store the expected state."""
-        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, vote, digest))
+    def run_round(self, vote: int, digest: str, expected_checkpoint: Optional[int], voted_hash: str = "") -> None:
+        """All agents vote (vote, voted_hash, digest); the round must store the expected state."""
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, vote, voted_hash, digest))
         test_round = round_of(CheckpointRound, self.synchronized_data)
 
         def expected(data: SynchronizedData, round_: CheckpointRound) -> SynchronizedData:
             return data.update(
                 participant_to_votes=round_.serialized_collection,
                 checkpoint_vote=vote,
+                block_hash=voted_hash,
                 state_digest=digest,
                 checkpoint=expected_checkpoint,
+                checkpoint_hash=voted_hash,
+                commit_seq=1,
                 outbox=dumps(self.expected_outbox),
                 dead_letters=dumps(self.expected_dead),
-                processed_keys=json.dumps(self.processed),
+                processed_keys=dumps_processed(self.processed),
             )
 
         self._complete_run(
@@ -625,6 +724,8 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
                 synchronized_data_update_fn=expected,
                 synchronized_data_attr_checks=[
                     lambda d: d.checkpoint,
+                    lambda d: d.checkpoint_hash,
+                    lambda d: d.commit_seq,
                     lambda d: d.outbox,
                     lambda d: d.dead_letters,
                     lambda d: d.processed_keys,
@@ -635,12 +736,14 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         )
 
     def test_done_applies_report_and_moves_checkpoint(self) -> None:
-        """Checkpoint 99, agreed scan 100..110: the checkpoint moves to 110 and the report is applied."""
+        """Checkpoint 99, agreed scan 100..110: the checkpoint moves to 110 with its hash, the commit
+        is counted and the report is applied."""
         self.setup_state(99, Agreement(100, 110))
-        digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed)
-        assert state_digest(110, self.synchronized_data, OutboxPolicy())[1] == digest
-        self.run_round(110, digest, 110)
-        assert stored_state_digest(self.synchronized_data) == digest
+        digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed, 1, self.new_hash)
+        state = next_state(110, self.new_hash, self.synchronized_data, OutboxPolicy(), 1000)
+        assert state.digest == digest
+        self.run_round(110, digest, 110, self.new_hash)
+        assert self.synchronized_data.committed_state.digest == digest
 
     def test_first_start_commits_checkpoint_before_safe_head(self) -> None:
         """No checkpoint, agreed empty range at safe head 497: the checkpoint becomes 496."""
@@ -652,11 +755,21 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         self.setup_state(None, Agreement(-1, -2))
         self.run_round(-1, digest_of(None, self.expected_outbox, self.expected_dead, self.processed), None)
 
+    def test_old_processed_keys_leave_unless_their_invoice_is_open(self) -> None:
+        """Retention 1000 blocks, checkpoint 5000: keys of blocks <= 4000 go, except an open invoice's."""
+        old_open, old_closed = "inv-open:" + tx_hash(7), "inv-closed:" + tx_hash(8)
+        kept = {**self.processed, old_open: 3000, "recent:" + tx_hash(9): 4500}
+        kept = {key: block + 4000 if block == 100 else block for key, block in kept.items()}
+        self.setup_state(4999, Agreement(5000, 5000, (), (make_invoice("inv-open"),)))
+        self.set_data(processed_keys=dumps_processed({**kept, old_closed: 4000}))
+        state = next_state(5000, "", self.synchronized_data, OutboxPolicy(), 1000)
+        assert load_processed(state.values["processed_keys"]) == kept
+
     def test_digest_differs_from_local_state(self) -> None:
         """A threshold votes for a digest this agent does not compute: NO_MAJORITY, nothing stored."""
         self.setup_state(99, Agreement(100, 110))
-        before = stored_state_digest(self.synchronized_data)
-        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, "ab" * 32))
+        before = self.synchronized_data.committed_state.digest
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, "", "ab" * 32))
         result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
         assert result is not None
         data, event = result
@@ -666,17 +779,27 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
             self.delivered.id, self.dying.id, self.retried.id, self.untouched.id
         ]
         assert data.dead_letters == [self.old_dead]
-        assert stored_state_digest(data) == before
+        assert data.committed_state.digest == before
 
     def test_checkpoint_vote_differs_from_local_state(self) -> None:
         """The right digest with a wrong checkpoint (105 instead of 110) is refused too."""
         self.setup_state(99, Agreement(100, 110))
         digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed)
-        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 105, digest))
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 105, "", digest))
         result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
         assert result is not None
         assert result[1] == Event.NO_MAJORITY
         assert result[0].checkpoint == 99
+
+    def test_hash_must_match_the_digest(self) -> None:
+        """A digest made with one block hash and a vote naming another are refused."""
+        self.setup_state(99, Agreement(100, 110))
+        digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed, 1, self.new_hash)
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, block_hash(111), digest))
+        result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
+        assert result is not None
+        assert result[1] == Event.NO_MAJORITY
+        assert result[0].checkpoint_hash == ""
 
     def test_policy_is_honoured(self) -> None:
         """With max_attempts 3, `retried` (2 -> 3 attempts) is dead-lettered as well."""
@@ -689,7 +812,7 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
             replace(self.expected_outbox[0], dead_reason="max_attempts"),
         ]
         digest = digest_of(110, outbox, dead, self.processed)
-        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, digest))
+        payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, "", digest))
         result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
         assert result is not None
         data, event = result
@@ -701,13 +824,93 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         """Votes split 2/2 between two digests."""
         self.setup_state(99, Agreement(100, 110))
         payloads = {
-            agent: CheckpointPayload(agent, 110, ("ab" if i < 2 else "cd") * 32)
+            agent: CheckpointPayload(agent, 110, "", ("ab" if i < 2 else "cd") * 32)
             for i, agent in enumerate(self.agents)
         }
         result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
         assert result is not None
         assert result[1] == Event.NO_MAJORITY
         assert result[0].checkpoint == 99
+
+
+# --------------------------------------------------------------------------- RecoverState
+
+
+def committed(seq: int, checkpoint: Optional[int], outbox: str = "[]") -> CommittedState:
+    """A committed state with one processed key per commit."""
+    processed = dumps_processed({f"inv-{n}:{tx_hash(n)}": n for n in range(seq)})
+    return CommittedState(
+        seq, checkpoint, "" if checkpoint is None else block_hash(checkpoint),
+        {"outbox": outbox, "dead_letters": "[]", "processed_keys": processed},
+    )
+
+
+class TestRecoverStateRound(SettlementRoundTestMixin, BaseCollectDifferentUntilThresholdRoundTest):
+    """RecoverStateRound: after registration the agents resume from the state `recovery.resume_from` picks."""
+
+    def end_with(self, reports: List[str]) -> Any:
+        """end_block's result when the agents report these (JSON) states."""
+        payloads = {agent: RecoverStatePayload(agent, text) for agent, text in zip(self.agents, reports)}
+        return ends_with(round_of(RecoverStateRound, self.synchronized_data), payloads)
+
+    def test_done_resumes_from_the_stored_state(self) -> None:
+        """All four stores hold commit 7 at block 120: the synchronized state becomes exactly it."""
+        state = committed(7, 120, dumps([entry("waiting")]))
+        payloads = {agent: RecoverStatePayload(agent, state.to_json()) for agent in self.agents}
+
+        def expected(data: SynchronizedData, round_: RecoverStateRound) -> SynchronizedData:
+            return data.update(
+                participant_to_recovery=round_.serialized_collection,
+                checkpoint=120, checkpoint_hash=block_hash(120), commit_seq=7, **state.values,
+            )
+
+        self._complete_run(
+            self._test_round(
+                test_round=round_of(RecoverStateRound, self.synchronized_data),
+                round_payloads=payloads,
+                synchronized_data_update_fn=expected,
+                synchronized_data_attr_checks=[lambda d: d.committed_state],
+                exit_event=Event.DONE,
+            )
+        )
+
+    def test_crash_during_checkpoint_rescans_what_only_a_minority_committed(self) -> None:
+        """Two agents stored commit 8 (block 130), two commit 7 (block 120): keep commit 8's events,
+        but resume at block 120, the highest a threshold holds; the hash of 120 is known."""
+        newer, older = committed(8, 130), committed(7, 120)
+        data, event = self.end_with([newer.to_json(), newer.to_json(), older.to_json(), older.to_json()])
+        assert event == Event.DONE
+        assert (data.checkpoint, data.checkpoint_hash, data.commit_seq) == (120, block_hash(120), 8)
+        assert data.processed_keys == load_processed(newer.values["processed_keys"])
+
+    def test_damaged_and_lone_reports_count_for_nothing(self) -> None:
+        """A damaged report and a state only one agent claims are ignored; the vouched one wins."""
+        vouched, forged = committed(5, 100), committed(9, 900)
+        damaged = vouched.to_json().replace('"seq":5', '"seq":6')
+        data, event = self.end_with([vouched.to_json(), vouched.to_json(), forged.to_json(), damaged])
+        assert event == Event.DONE
+        assert data.committed_state == vouched
+
+    def test_empty_stores_start_afresh(self) -> None:
+        """Nobody holds a state: nothing is set, the first scan starts as on a first start."""
+        empty = CommittedState().to_json()
+        data, event = self.end_with([empty] * 4)
+        assert event == Event.DONE
+        assert data.checkpoint is None and data.commit_seq == 0
+
+    def test_newer_synchronized_state_is_kept(self) -> None:
+        """Registration after an error: the synchronized state (commit 9) is newer than the reports'."""
+        self.set_data(**{"checkpoint": 150, "commit_seq": 9})
+        older = committed(7, 120).to_json()
+        data, _ = self.end_with([older] * 4)
+        assert (data.checkpoint, data.commit_seq) == (150, 9)
+
+    def test_waits_for_threshold(self) -> None:
+        """Two reports are not a threshold."""
+        test_round = round_of(RecoverStateRound, self.synchronized_data)
+        for agent in self.agents[:2]:
+            test_round.process_payload(RecoverStatePayload(agent, CommittedState().to_json()))
+        assert test_round.end_block() is None
 
 
 # --------------------------------------------------------------------------- helpers of rounds.py
@@ -741,7 +944,8 @@ def test_synchronized_data_defaults() -> None:
     """Before anything is stored, the persisted state reads as empty."""
     data = SynchronizedData(AbciAppDB(setup_data={}))
     assert data.checkpoint is None
-    assert data.processed_keys == []
+    assert data.checkpoint_hash == "" and data.commit_seq == 0 and data.reorg_block is None
+    assert data.processed_keys == {}
     assert data.outbox == []
     assert data.dead_letters == []
     assert data.delivery_report == []
@@ -757,10 +961,13 @@ class TestSettlementAbciApp:
     @pytest.mark.parametrize(
         "round_cls, event, next_round",
         [
+            (RecoverStateRound, Event.DONE, SelectKeeperRound),
+            (RecoverStateRound, Event.ROUND_TIMEOUT, RecoverStateRound),
             (SelectKeeperRound, Event.DONE, FetchLogsQuorumRound),
             (SelectKeeperRound, Event.NO_MAJORITY, SelectKeeperRound),
             (SelectKeeperRound, Event.ROUND_TIMEOUT, SelectKeeperRound),
             (FetchLogsQuorumRound, Event.DONE, DedupeRound),
+            (FetchLogsQuorumRound, Event.REORG_DETECTED, CheckpointRound),
             (FetchLogsQuorumRound, Event.ROUND_TIMEOUT, FetchLogsQuorumRound),
             (DedupeRound, Event.DONE, DeliverWebhookRound),
             (DedupeRound, Event.NOTHING_TO_DELIVER, CheckpointRound),
@@ -782,11 +989,12 @@ class TestSettlementAbciApp:
         assert SettlementAbciApp.transition_function[round_cls][event] is next_round
 
     def test_no_other_transitions(self) -> None:
-        """Exactly the documented events per round (18 transitions), the final round is a sink."""
+        """Exactly the documented events per round (21 transitions), the final round is a sink."""
         counts = {r.__name__: len(t) for r, t in SettlementAbciApp.transition_function.items()}
         assert counts == {
+            "RecoverStateRound": 2,
             "SelectKeeperRound": 3,
-            "FetchLogsQuorumRound": 2,
+            "FetchLogsQuorumRound": 3,
             "DedupeRound": 4,
             "DeliverWebhookRound": 2,
             "KeeperFailoverRound": 4,
@@ -794,17 +1002,29 @@ class TestSettlementAbciApp:
             "FinishedSettlementRound": 0,
         }
 
+    def test_retry_transitions_are_those_only_failures_lead_to(self) -> None:
+        """Entering a round through these pairs means the previous round failed (no majority, timeout)."""
+        assert RETRY_TRANSITIONS == {
+            (RecoverStateRound, RecoverStateRound),
+            (SelectKeeperRound, SelectKeeperRound),
+            (FetchLogsQuorumRound, FetchLogsQuorumRound),
+            (DedupeRound, FetchLogsQuorumRound),
+            (KeeperFailoverRound, KeeperFailoverRound),
+            (CheckpointRound, FetchLogsQuorumRound),
+            (CheckpointRound, CheckpointRound),
+        }
+
     def test_timeouts_and_states(self) -> None:
         """Both timeout events have a timeout; initial and final states as documented."""
         assert set(SettlementAbciApp.event_to_timeout) == {Event.ROUND_TIMEOUT, Event.KEEPER_TIMEOUT}
-        assert SettlementAbciApp.initial_round_cls is SelectKeeperRound
-        assert SettlementAbciApp.initial_states == {SelectKeeperRound}
+        assert SettlementAbciApp.initial_round_cls is RecoverStateRound
+        assert SettlementAbciApp.initial_states == {RecoverStateRound, SelectKeeperRound}
         assert SettlementAbciApp.final_states == {FinishedSettlementRound}
 
     def test_cross_period_state_survives_a_new_period(self) -> None:
-        """checkpoint, processed_keys, outbox and dead_letters carry over; the period's work does not."""
+        """The committed state carries over; the period's work does not."""
         assert SettlementAbciApp.cross_period_persisted_keys == frozenset(
-            {"checkpoint", "processed_keys", "outbox", "dead_letters"}
+            {"checkpoint", "checkpoint_hash", "commit_seq", "processed_keys", "outbox", "dead_letters"}
         )
         assert SettlementAbciApp.db_post_conditions[FinishedSettlementRound] == set(
             SettlementAbciApp.cross_period_persisted_keys
@@ -822,7 +1042,9 @@ class TestSettlementAbciApp:
         )
         db.update(
             checkpoint=110,
-            processed_keys='["k"]',
+            checkpoint_hash=block_hash(110),
+            commit_seq=4,
+            processed_keys='{"k:0x1":7}',
             outbox="[]",
             dead_letters="[]",
             agreement=Agreement(100, 110).to_json(),
@@ -830,6 +1052,7 @@ class TestSettlementAbciApp:
         )
         data = SynchronizedData(db).create()
         assert data.checkpoint == 110
-        assert data.processed_keys == ["k"]
+        assert data.processed_keys == {"k:0x1": 7}
+        assert (data.checkpoint_hash, data.commit_seq) == (block_hash(110), 4)
         assert data.db.get("agreement", None) is None
         assert data.db.get("most_voted_keeper_address", None) is None

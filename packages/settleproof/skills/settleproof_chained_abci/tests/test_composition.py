@@ -14,6 +14,7 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     FetchLogsQuorumRound,
     FinishedSettlementRound,
     KeeperFailoverRound,
+    RecoverStateRound,
     SelectKeeperRound,
     SettlementAbciApp,
 )
@@ -43,7 +44,7 @@ from packages.valory.skills.reset_pause_abci.rounds import (
 def test_transition_mapping() -> None:
     """Every final round of a chained app leads to the documented next app's round."""
     assert abci_app_transition_mapping == {
-        FinishedRegistrationRound: SelectKeeperRound,
+        FinishedRegistrationRound: RecoverStateRound,
         FinishedSettlementRound: ResetAndPauseRound,
         FinishedResetAndPauseRound: SelectKeeperRound,
         FinishedResetAndPauseErrorRound: RegistrationRound,
@@ -53,8 +54,9 @@ def test_transition_mapping() -> None:
 @pytest.mark.parametrize(
     "round_cls, event, next_round",
     [
-        (RegistrationStartupRound, RegistrationEvent.DONE, SelectKeeperRound),
-        (RegistrationRound, RegistrationEvent.DONE, SelectKeeperRound),
+        (RegistrationStartupRound, RegistrationEvent.DONE, RecoverStateRound),
+        (RegistrationRound, RegistrationEvent.DONE, RecoverStateRound),
+        (RecoverStateRound, SettlementEvent.DONE, SelectKeeperRound),
         (SelectKeeperRound, SettlementEvent.DONE, FetchLogsQuorumRound),
         (DedupeRound, SettlementEvent.NOTHING_TO_DELIVER, CheckpointRound),
         (DeliverWebhookRound, SettlementEvent.KEEPER_TIMEOUT, KeeperFailoverRound),
@@ -113,10 +115,12 @@ def test_checkpoint_survives_reset_and_pause() -> None:
         ),
         cross_period_persisted_keys=SettleProofAbciApp.cross_period_persisted_keys,
     )
-    db.update(checkpoint=7, processed_keys='["k"]', outbox='[{"x":1}]', dead_letters="[]", agreement="{}")
+    db.update(
+        checkpoint=7, checkpoint_hash="0xab", commit_seq=3, processed_keys='{"k:0x1":5}', outbox='[{"x":1}]',
+        dead_letters="[]", agreement="{}",
+    )
     data = BaseSynchronizedData(db).create()
     assert data.period_count == 1
-    assert [data.db.get(k) for k in ("checkpoint", "processed_keys", "outbox", "dead_letters")] == [
-        7, '["k"]', '[{"x":1}]', "[]"
-    ]
+    keys = ("checkpoint", "checkpoint_hash", "commit_seq", "processed_keys", "outbox", "dead_letters")
+    assert [data.db.get(k) for k in keys] == [7, "0xab", 3, '{"k:0x1":5}', '[{"x":1}]', "[]"]
     assert data.db.get("agreement", None) is None

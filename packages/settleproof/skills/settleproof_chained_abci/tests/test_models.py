@@ -7,7 +7,7 @@ import pytest
 
 from packages.settleproof.skills.settlement_abci.models import Params as SettlementParams
 from packages.settleproof.skills.settlement_abci.outbox import OutboxPolicy
-from packages.settleproof.skills.settlement_abci.rounds import CheckpointRound
+from packages.settleproof.skills.settlement_abci.rounds import CheckpointRound, DedupeRound
 from packages.settleproof.skills.settlement_abci.rounds import Event as SettlementEvent
 from packages.settleproof.skills.settleproof_chained_abci.composition import (
     SettleProofAbciApp,
@@ -38,11 +38,15 @@ def test_aliases() -> None:
 def fsm_class_state() -> Iterator[None]:
     """SharedState.setup writes class attributes: restore them afterwards."""
     timeouts = dict(SettleProofAbciApp.event_to_timeout)
-    policy = CheckpointRound.policy
+    policy, retention, confirmations = (
+        CheckpointRound.policy, CheckpointRound.retention_blocks, DedupeRound.confirmations
+    )
     yield
     SettleProofAbciApp.event_to_timeout.clear()
     SettleProofAbciApp.event_to_timeout.update(timeouts)
-    CheckpointRound.policy = policy
+    CheckpointRound.policy, CheckpointRound.retention_blocks, DedupeRound.confirmations = (
+        policy, retention, confirmations
+    )
 
 
 class TestSharedState:
@@ -60,6 +64,8 @@ class TestSharedState:
         context.params.round_timeout_seconds = 12.0
         context.params.reset_pause_duration = 20
         context.params.outbox_policy = OutboxPolicy(max_attempts=6, client_error_attempts=2)
+        context.params.processed_retention_blocks = 777
+        context.params.settings.confirmations = 3
         context.params.setup_params = {
             "all_participants": ["0x0"],
             "safe_contract_address": "0x0",
@@ -73,4 +79,5 @@ class TestSharedState:
         assert timeouts[ResetPauseEvent.RESET_AND_PAUSE_TIMEOUT] == 20 + MARGIN
         assert MARGIN > 0
         assert CheckpointRound.policy == OutboxPolicy(max_attempts=6, client_error_attempts=2)
+        assert (CheckpointRound.retention_blocks, DedupeRound.confirmations) == (777, 3)
         assert isinstance(state.round_sequence.abci_app, SettleProofAbciApp)
