@@ -9,7 +9,8 @@ from typing import Dict
 import pytest
 from click.testing import CliRunner, Result
 
-from packages.settleproof.skills.settlement_abci.outbox import OutboxEntry
+from packages.settleproof.skills.settlement_abci.outbox import OutboxEntry, dumps
+from packages.settleproof.skills.settlement_abci.recovery import CommittedState
 from packages.settleproof.skills.settlement_abci.store import Replay, Store
 from settleproof.cli import main
 from settleproof.dlq_cli import parse_time
@@ -40,7 +41,8 @@ def secret(webhook_secret: str) -> str:
 def data_dir(tmp_path: Path) -> Path:
     """An agent's store holding three dead letters."""
     store = Store.open(tmp_path)
-    store.commit_checkpoint(120, 7, [], LETTERS)
+    values = {"outbox": "[]", "dead_letters": dumps(LETTERS), "processed_keys": "{}"}
+    store.commit(CommittedState(3, 120, "", values), period=7)
     store.close()
     return tmp_path
 

@@ -9,7 +9,7 @@ acknowledged are exactly the payments that pay an invoice, no more, no fewer.
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Set
+from typing import List, Optional, Set
 
 import pytest
 from hypothesis import given
