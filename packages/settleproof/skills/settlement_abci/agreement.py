@@ -192,10 +192,11 @@ def agree(
     # holds the range back: before any payment to it, and beyond what the agents
     # that list it have scanned, since nobody else watched its receiver.
     unsure: Set[Destination] = set()
+    listed = [(o.to_block, set(o.invoices or ())) for o in with_invoices]
     for invoice, count in invoice_votes.items():
         if count < threshold:
             unsure.add((invoice.token, invoice.receiver))
-            watchers = [o.to_block for o in with_invoices if invoice in (o.invoices or ())]
+            watchers = [scanned_to for scanned_to, invoices in listed if invoice in invoices]
             to_block = min([to_block, *watchers])
 
     # A payment's votes and voters are the agents whose scan covered its block,
@@ -211,13 +212,14 @@ def agree(
     )
     accepted: List[Payment] = []
     stop_at = to_block + 1
+    watched = [(o.to_block, o.destinations) for o in with_invoices]  # sets built once, not per payment
     for payment in sorted(votes):
         transfer = payment.transfer
         destination = (transfer.token, transfer.receiver)
         voters = sum(
             1
-            for o in with_invoices
-            if o.to_block >= transfer.block_number and destination in o.destinations
+            for scanned_to, destinations in watched
+            if scanned_to >= transfer.block_number and destination in destinations
         )
         if destination in unsure:
             stop_at = min(stop_at, transfer.block_number)
