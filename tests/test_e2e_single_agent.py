@@ -7,7 +7,6 @@ webhooks verified by the `standardwebhooks` library inside the merchant.
 """
 
 import re
-import socket
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
@@ -20,19 +19,13 @@ from settleproof.anvil import Anvil
 from settleproof.erc20 import deploy_token, transfer
 from settleproof.ipfs_stub import IpfsStub
 from settleproof.merchant import Merchant, MerchantServer, new_secret
+from settleproof.ports import free_port
 from settleproof.service_env import settleproof_env
 
 
 CONFIRMATIONS = 2
 CHECKPOINT_RE = re.compile(r"checkpoint \| .* block=(\d+)")
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def checkpoint_at_least(block: int) -> Callable[[str], Optional[int]]:

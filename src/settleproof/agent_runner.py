@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess  # nosec: we start our own agents
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, TypeVar
 
 from settleproof.paths import repo_root
+from settleproof.ports import free_port
 
 
 AGENT_PUBLIC_ID = "settleproof/settleproof:0.1.0"
@@ -44,13 +44,6 @@ class AgentError(RuntimeError):
 def registry_path() -> Path:
     """The local registry agents are fetched from: `$SETTLEPROOF_REGISTRY`, else the repo's `packages/`."""
     return Path(os.environ.get("SETTLEPROOF_REGISTRY") or repo_root() / "packages")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def served_port(env: Mapping[str, str]) -> int:

@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Mapping, Optional
 from settleproof import agent_runner
 from settleproof.devnet import agents as agent_files
 from settleproof.devnet.agents import AgentSlot, FrameworkSettings
-from settleproof.devnet.server import DevChain, free_port
+from settleproof.devnet.server import DevChain
+from settleproof.ports import free_port
 from settleproof.ipfs_stub import IpfsStub
 
 

@@ -27,13 +27,6 @@ MAX_REQUEST_LINE = 1 << 20
 T = TypeVar("T")
 
 
-def free_port(host: str = HOST) -> int:
-    """A port nobody listens on right now (for servers we do not bind ourselves, i.e. the agents' ABCI)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 def _bound_socket(host: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -2,9 +2,11 @@
 
 Requests go through our `webhook_client` connection, which never follows
 redirects. At most `concurrency` requests are in flight; each gets `timeout`
-seconds; a new one starts only if it can finish within `budget` seconds of the
-first, so the keeper always has time left to send its report before the
-keeper round times out (a late keeper's work would be lost).
+seconds, cut to what is left of `budget` seconds from the start, so the keeper
+always has time left to send its report before the keeper round times out (a
+late keeper's work would be lost). New requests start while at least
+`MIN_REQUEST_SECONDS` of the budget is left; one cut short is reported as a
+timeout and retried later under the same id.
 """
 
 import math
@@ -34,6 +36,10 @@ WEBHOOK_CLIENT = str(WEBHOOK_CLIENT_ID)
 NO_REPLY_STATUS = 600
 #: Seconds of a keeper round kept for sending the report: at least this, or a third of the round.
 REPORT_MARGIN_SECONDS = 5.0
+#: No request starts with less than this left of the budget.
+MIN_REQUEST_SECONDS = 1.0
+#: The keeper's clock (a module attribute, so tests can move it).
+clock = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -64,39 +70,35 @@ class WebhookSenderMixin(SettlementBaseBehaviour, ABC):
 
         A request without a reply after `timeout` is reported as status 0 with an error.
         """
-        timeout = min(timeout, budget)
         replies: Dict[int, Tuple[HttpMessage, float]] = {}
         done: Dict[int, Sent] = {}
-        deadlines: Dict[int, float] = {}  # in flight: position -> monotonic deadline
-        started = now = time.monotonic()
+        in_flight: Dict[int, Tuple[float, float]] = {}  # position -> (sent at, deadline)
+        end = clock() + budget
         position = 0
         while True:
-            while (
-                position < len(requests)
-                and len(deadlines) < max(1, concurrency)
-                and timeout > 0
-                and now + timeout <= started + budget
-            ):
+            now = clock()
+            while position < len(requests) and len(in_flight) < max(1, concurrency) and end - now >= MIN_REQUEST_SECONDS:
                 self._post(requests[position], replies, position)
-                deadlines[position] = now + timeout
+                in_flight[position] = (now, now + min(timeout, end - now))
                 position += 1
-            if not deadlines:
+            if not in_flight:
                 break
-            first = min(deadlines.values())
+            first = min(deadline for _, deadline in in_flight.values())
             try:
                 yield from self.wait_for_condition(
-                    lambda: any(p in replies for p in deadlines), max(0.0, first - time.monotonic())
+                    lambda: any(p in replies for p in in_flight), max(0.0, first - clock())
                 )
                 timed_out = False
             except TimeoutException:
                 timed_out = True
-            for arrived in [p for p in deadlines if p in replies]:
+            for arrived in [p for p in in_flight if p in replies]:
                 message, at = replies[arrived]
-                done[arrived] = Sent(_reply(message), max(0.0, at - (deadlines.pop(arrived) - timeout)))
-            for late in [p for p, deadline in deadlines.items() if timed_out and deadline <= first]:
-                done[late] = Sent(HttpReply(0, error=f"timed out after {timeout:g}s"), timeout)
-                del deadlines[late]
-            now = time.monotonic()
+                sent_at, _ = in_flight.pop(arrived)
+                done[arrived] = Sent(_reply(message), max(0.0, at - sent_at))
+            for late in [p for p, (_, deadline) in in_flight.items() if timed_out and deadline <= first]:
+                sent_at, deadline = in_flight.pop(late)
+                waited = deadline - sent_at
+                done[late] = Sent(HttpReply(0, error=f"timed out after {waited:.3g}s"), waited)
         return [done.get(i) for i in range(len(requests))]
 
     def _post(
@@ -116,7 +118,7 @@ class WebhookSenderMixin(SettlementBaseBehaviour, ABC):
         )
 
         def store(reply: HttpMessage, _behaviour: BaseBehaviour) -> None:
-            replies[position] = (reply, time.monotonic())
+            replies[position] = (reply, clock())
 
         nonce = self._get_request_nonce_from_dialogue(dialogue)
         cast(Requests, self.context.requests).request_id_to_callback[nonce] = store

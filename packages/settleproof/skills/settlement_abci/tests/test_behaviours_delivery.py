@@ -26,6 +26,7 @@ from packages.settleproof.skills.settlement_abci.behaviours import (
     RecoverStateBehaviour,
     SelectKeeperBehaviour,
 )
+from packages.settleproof.skills.settlement_abci import delivery as delivery_module
 from packages.settleproof.skills.settlement_abci.delivery import WEBHOOK_CLIENT, delivery_budget
 from packages.settleproof.skills.settlement_abci.metrics import WebhookMetrics
 from packages.settleproof.skills.settlement_abci.outbox import (
@@ -209,14 +210,38 @@ class TestDeliverWebhookBehaviour(WebhookFSMBehaviourBaseCase):
         assert len(load_results(payload.delivery_report)) == 6 == len(merchant.received)
 
     def test_period_budget_caps_what_is_sent(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """A 9 s keeper round leaves 4 s for POSTs: only the first wave (concurrency 2) starts; the rest stay due."""
+        """A 9 s keeper round leaves 4 s for POSTs. Concurrency 2, and each reply takes the merchant 1.6 s
+        (the keeper's clock moves as it answers): two waves fit (3.2 s), a third would start with under
+        1 s left, so the last two entries stay due for the next period."""
         monkeypatch.setitem(self.params.__dict__, "round_timeout_seconds", 9.0)
         monkeypatch.setitem(self.params.__dict__, "webhook_concurrency", 2)
         assert delivery_budget(9.0) == 4.0
-        merchant, batches, payload = self.deliver([ENTRIES[0], ENTRIES[1], ENTRIES[4], ENTRIES[5]])
-        assert [len(b) for b in batches] == [2]
-        assert [r.id for r in load_results(payload.delivery_report)] == sorted([ENTRIES[0].id, ENTRIES[1].id])
-        assert len(merchant.received) == 2
+        now = [1000.0]
+        monkeypatch.setattr(delivery_module, "clock", lambda: now[0])
+        merchant = Merchant([SECRET])
+
+        def slow(request: HttpMessage) -> Optional[Tuple[int, bytes, str]]:
+            now[0] += 0.8  # two replies per wave: 1.6 s a wave
+            return merchant(request)
+
+        entries = [ENTRIES[0], ENTRIES[1], ENTRIES[4], ENTRIES[5], replace(ENTRIES[2], id="x:0x1"),
+                   replace(ENTRIES[3], id="y:0x2")]
+        self.go_to(DeliverWebhookBehaviour, sync_data(most_voted_keeper_address=AGENT, outbox=dumps(entries)))
+        with self.capture_payload() as send:
+            batches = self.serve(FakeNetwork({}, webhook=slow))
+        assert [len(b) for b in batches] == [2, 2]
+        assert len(load_results(sent_payload(send).delivery_report)) == 4 == len(merchant.received)
+
+    def test_a_request_is_cut_to_what_is_left_of_the_budget(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With a 15 s webhook timeout and a 20 s round (13.3 s budget), requests still start after the first
+        wave, each waiting at most what is left; one never answered is a timeout after that, not 15 s."""
+        monkeypatch.setitem(self.params.__dict__, "round_timeout_seconds", 20.0)
+        monkeypatch.setitem(self.params.__dict__, "webhook_concurrency", 1)
+        merchant, batches, payload = self.deliver([ENTRIES[0], ENTRIES[3]])  # inv-d is never answered
+        assert [len(b) for b in batches] == [1, 1]
+        a, d = sorted(load_results(payload.delivery_report), key=lambda r: r.id)
+        assert a.status == 200 and d.status == 0
+        assert d.error.startswith("timed out after") and float(d.error.split()[-1].rstrip("s")) < 13.4
 
     def test_max_per_period_caps_what_is_sent(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """webhook_max_per_period=2: the two longest-waiting due entries go out."""
