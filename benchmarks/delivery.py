@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "src")]
 
 from eth_account import Account  # noqa: E402
 from web3 import Web3  # noqa: E402
@@ -47,40 +46,13 @@ from settleproof.devnet.network import Devnet  # noqa: E402
 from settleproof.erc20 import deploy_token  # noqa: E402
 from settleproof.merchant import MerchantServer, MerchantTimeout, new_secret  # noqa: E402
 from settleproof.service_env import settleproof_env  # noqa: E402
+from support import cpu_seconds, say, wait_for_events  # noqa: E402
 
 TRANSFER_SELECTOR = "0xa9059cbb"
 PROVIDERS = 3
 #: `[2026-11-26 19:39:17,304] [INFO] [agent2] message | key=value ...`
 LOG_LINE = re.compile(r"^\[(?P<at>[\d-]+ [\d:]+,\d+)\] \[(?P<level>\w+)\] \[[^\]]+\] (?P<message>.*)$")
 FIELD = re.compile(r"(\w+)=(\S+)")
-
-
-def say(message: str) -> None:
-    """Progress on stderr; stdout is the JSON report."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User+sys CPU seconds of `pid` and its live descendants (plus their reaped children), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parent: Dict[int, int] = {}
-    spent: Dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # exited meanwhile
-            continue
-        # after the command: state ppid ... utime(14) stime cutime cstime(17), numbered from pid = 1
-        parent[int(entry.name)] = int(fields[1])
-        spent[int(entry.name)] = sum(int(value) for value in fields[11:15])
-    tree, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        tree.add(current)
-        todo += [child for child, ppid in parent.items() if ppid == current and child not in tree]
-    return sum(spent.get(p, 0) for p in tree) / ticks
 
 
 def pay(node: Anvil, w3: Web3, token: str, merchant: MerchantServer, count: int) -> Dict[str, int]:
@@ -118,21 +90,6 @@ def parse_log(path: Path) -> List[Dict[str, Any]]:
             "fields": dict(FIELD.findall(message.split(" | ", 1)[1])) if " | " in message else {}, "raw": raw,
         })
     return lines
-
-
-def wait_for_events(merchant: MerchantServer, expected: int, timeout: float) -> Optional[str]:
-    """Block until `expected` verified events arrived (progress every 100); the error text if not."""
-    deadline = time.monotonic() + timeout
-    while len(merchant.events()) < expected:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return f"only {len(merchant.events())} of {expected} events within {timeout:.0f} s"
-        try:
-            merchant.wait_for_events(min(expected, len(merchant.events()) // 100 * 100 + 100), min(remaining, 60))
-        except MerchantTimeout:
-            continue
-        say(f"  {len(merchant.events())}/{expected} verified webhooks")
-    return None
 
 
 def wait_for_warm_period(devnet: Devnet, invoices: int, timeout: float) -> Optional[str]:

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "src")]
 
-import psutil  # noqa: E402
 from web3 import Web3  # noqa: E402
 
 from settleproof.anvil import Anvil  # noqa: E402
@@ -40,6 +39,7 @@ from settleproof.devnet.network import Devnet  # noqa: E402
 from settleproof.erc20 import deploy_token  # noqa: E402
 from settleproof.merchant import MerchantServer, new_secret  # noqa: E402
 from settleproof.service_env import settleproof_env  # noqa: E402
+from support import rss_bytes  # noqa: E402
 
 from packages.settleproof.skills.settlement_abci.outbox import dumps_processed, retain  # noqa: E402
 from packages.settleproof.skills.settlement_abci.recovery import CommittedState  # noqa: E402
@@ -73,13 +73,6 @@ def fill_store(folder: Path, events: int) -> Dict[str, Any]:
             "fill_seconds": round(seconds, 1), "store_bytes": (folder / "settleproof.sqlite3").stat().st_size}
 
 
-def agent_rss_mb(pid: int) -> float:
-    """Resident memory of the agent process and its children, in MB."""
-    process = psutil.Process(pid)
-    total = process.memory_info().rss + sum(c.memory_info().rss for c in process.children(recursive=True))
-    return round(total / 2**20, 1)
-
-
 def measure(events: int, workdir: Path) -> Dict[str, Any]:
     """Fill the stores, start the service on them, time the recovery and read the agents' memory."""
     secret = new_secret()
@@ -105,7 +98,7 @@ def measure(events: int, workdir: Path) -> Dict[str, Any]:
                             "seconds": round(time.monotonic() - started, 1)})
         for index in range(AGENTS):  # memory once a resumed period has been committed
             devnet.agent(index).wait_for_line(r"checkpoint \| .*commit_seq=%d" % (store["commits"] + 1), 120)
-        rss = [agent_rss_mb(devnet.agent(index).pid) for index in range(AGENTS)]
+        rss = [round(rss_bytes(devnet.agent(index).pid) / 2**20, 1) for index in range(AGENTS)]
     return {"events": events, "store": store, "recovered": resumed,
             "recovery_seconds": max(r["seconds"] for r in resumed), "agent_rss_mb": rss}
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -9,6 +10,7 @@ SPEC = importlib.util.spec_from_file_location(
     "comparative", Path(__file__).resolve().parents[1] / "benchmarks" / "comparative.py"
 )
 comparative = importlib.util.module_from_spec(SPEC)
+sys.modules["comparative"] = comparative  # dataclasses look their module up there
 SPEC.loader.exec_module(comparative)
 
 
