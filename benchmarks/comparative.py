@@ -429,7 +429,8 @@ class Stage:
         error = wait_for_events(self.merchant, args.invoices, args.timeout, step=200)
         measured = window.stop()
         result = outcome(self.node, self.token, self.merchant, payments, first_block, args.confirmations)
-        return {"error": error, **side(result, measured)}, list(result["latencies"])
+        latencies = list(result["latencies"])  # before `side`, which takes them out of the result
+        return {"error": error, **side(result, measured)}, latencies
 
 
 def run_settleproof(args: argparse.Namespace, data_dir: Path) -> Tuple[Dict[str, Any], List[float]]:
