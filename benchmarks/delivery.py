@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import sys
 import tempfile
@@ -38,6 +37,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "src")]
 from eth_account import Account  # noqa: E402
 from web3 import Web3  # noqa: E402
 
+from settleproof.agent_logs import checkpoint_at_least, parse  # noqa: E402
 from settleproof.agent_runner import AgentError  # noqa: E402
 from settleproof.anvil import Anvil  # noqa: E402
 from settleproof.chaos import ChaosServer  # noqa: E402
@@ -50,9 +50,6 @@ from support import cpu_seconds, say, wait_for_events  # noqa: E402
 
 TRANSFER_SELECTOR = "0xa9059cbb"
 PROVIDERS = 3
-#: `[2026-11-26 19:39:17,304] [INFO] [agent2] message | key=value ...`
-LOG_LINE = re.compile(r"^\[(?P<at>[\d-]+ [\d:]+,\d+)\] \[(?P<level>\w+)\] \[[^\]]+\] (?P<message>.*)$")
-FIELD = re.compile(r"(\w+)=(\S+)")
 
 
 def pay(node: Anvil, w3: Web3, token: str, merchant: MerchantServer, count: int) -> Dict[str, int]:
@@ -77,30 +74,24 @@ def pay(node: Anvil, w3: Web3, token: str, merchant: MerchantServer, count: int)
 
 
 def parse_log(path: Path) -> List[Dict[str, Any]]:
-    """The agent's log lines as {at (unix), level, message, fields}."""
-    lines = []
+    """The agent's log records, each with `at`: its time in unix seconds."""
+    records = []
     for raw in path.read_text(errors="replace").splitlines():
-        match = LOG_LINE.match(raw)
-        if match is None:
-            continue
-        at = datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time, as logged
-        message = match["message"]
-        lines.append({
-            "at": at, "level": match["level"], "message": message.split(" | ", 1)[0],
-            "fields": dict(FIELD.findall(message.split(" | ", 1)[1])) if " | " in message else {}, "raw": raw,
-        })
-    return lines
+        record = parse(raw)
+        if record is not None and "time" in record:
+            records.append({**record, "at": datetime.fromisoformat(record["time"]).timestamp()})
+    return records
 
 
 def wait_for_warm_period(devnet: Devnet, invoices: int, timeout: float) -> Optional[str]:
     """Until agent 0 ends a period (checkpoint) in which it observed all `invoices`; the error if not."""
-    observed: List[str] = []
+    observed: List[int] = []
 
     def found(line: str) -> Optional[bool]:
-        fields = dict(FIELD.findall(line))
-        if "observed |" in line and fields.get("invoices") == str(invoices):
-            observed.append(fields["period"])
-        return True if "checkpoint |" in line and fields.get("period") in observed else None
+        record = parse(line) or {}
+        if record.get("message") == "observed" and record.get("invoices") == invoices:
+            observed.append(record["period"])
+        return True if record.get("message") == "checkpoint" and record.get("period") in observed else None
 
     try:
         devnet.agent(0).wait_for(found, timeout, f"a period with {invoices} invoices observed")
@@ -111,15 +102,8 @@ def wait_for_warm_period(devnet: Devnet, invoices: int, timeout: float) -> Optio
 
 def wait_for_checkpoint(devnet: Devnet, block: int, timeout: float) -> Optional[str]:
     """Until agent 0 logs a checkpoint at or past `block` (the delivery report was agreed); the error if not."""
-
-    def found(line: str) -> Optional[int]:
-        if "checkpoint |" in line and "block=" in line:
-            value = line.rsplit("block=", 1)[1].split()[0]
-            return int(value) if value.isdigit() and int(value) >= block else None
-        return None
-
     try:
-        devnet.agent(0).wait_for(found, timeout, f"a checkpoint at or past block {block}")
+        devnet.agent(0).wait_for(checkpoint_at_least(block), timeout, f"a checkpoint at or past block {block}")
     except AgentError as error:
         return str(error).splitlines()[0]
     return None
@@ -129,9 +113,9 @@ def analyse(devnet: Devnet, t0: float, settled_at: Optional[float]) -> Dict[str,
     """Keeper, periods and timings from the agents' logs (the manifest lists them)."""
     logs = {agent["index"]: parse_log(Path(agent["log"])) for agent in devnet.manifest()["agents"]}
     delivering = sorted(
-        (line["at"], index, int(line["fields"]["period"]), int(line["fields"]["due"]))
+        (line["at"], index, line["period"], line["due"])
         for index, lines in logs.items() for line in lines
-        if line["message"] == "delivering" and line["at"] >= t0 and int(line["fields"].get("due", 0)) > 0
+        if line["message"] == "delivering" and line["at"] >= t0 and line.get("due", 0) > 0
     )
     result: Dict[str, Any] = {
         "delivering": [{"agent": i, "period": p, "due": d, "at_s": round(at - t0, 3)} for at, i, p, d in delivering],
@@ -152,13 +136,14 @@ def analyse(devnet: Devnet, t0: float, settled_at: Optional[float]) -> Dict[str,
         return result
     _, keeper, period, _ = delivering[0]
     starts = [line["at"] for lines in logs.values() for line in lines
-              if line["message"] == "keeper selected" and line["fields"].get("period") == str(period)]
+              if line["message"] == "keeper selected" and line.get("period") == period]
     result["keeper"] = keeper
     result["pickup_period"] = period
     result["pickup_period_start_s"] = round(min(starts) - t0, 3) if starts else None
     result["observed"] = {
-        index: line["fields"] for index, lines in logs.items() for line in lines
-        if line["message"] == "observed" and line["fields"].get("period") == str(period)
+        index: {key: line.get(key) for key in ("from_block", "to_block", "payments", "invoices")}
+        for index, lines in logs.items() for line in lines
+        if line["message"] == "observed" and line.get("period") == period
     }
     if settled_at is not None and starts:
         result["seconds_from_period_start"] = round(settled_at - min(starts), 3)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import signal
 import sys
@@ -32,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "src")]
 
 from web3 import Web3  # noqa: E402
 
+from settleproof.agent_logs import event  # noqa: E402
 from settleproof.anvil import Anvil  # noqa: E402
 from settleproof.chaos import ChaosServer  # noqa: E402
 from settleproof.devnet.agents import FrameworkSettings  # noqa: E402
@@ -48,7 +48,6 @@ from packages.settleproof.skills.settlement_abci.store import Store  # noqa: E40
 AGENTS = 4
 RETENTION = 2000  # the skill's default processed_retention_blocks
 EVENTS_PER_COMMIT = 1000
-RESUMED = re.compile(r"keeper selected .* checkpoint=(\d+) commit_seq=(\d+)")
 
 
 def fill_store(folder: Path, events: int) -> Dict[str, Any]:
@@ -93,11 +92,11 @@ def measure(events: int, workdir: Path) -> Dict[str, Any]:
         stack.enter_context(devnet)
         resumed = []
         for index in range(AGENTS):
-            match = devnet.agent(index).wait_for(RESUMED.search, 300, "the first period after recovery")
-            resumed.append({"checkpoint": int(match.group(1)), "commit_seq": int(match.group(2)),
+            selected = devnet.agent(index).wait_for(event("keeper selected"), 300, "the first period after recovery")
+            resumed.append({"checkpoint": selected["checkpoint"], "commit_seq": selected["commit_seq"],
                             "seconds": round(time.monotonic() - started, 1)})
         for index in range(AGENTS):  # memory once a resumed period has been committed
-            devnet.agent(index).wait_for_line(r"checkpoint \| .*commit_seq=%d" % (store["commits"] + 1), 120)
+            devnet.agent(index).wait_for(event("checkpoint", commit_seq=store["commits"] + 1), 120, "a resumed commit")
         rss = [round(rss_bytes(devnet.agent(index).pid) / 2**20, 1) for index in range(AGENTS)]
     return {"events": events, "store": store, "recovered": resumed,
             "recovery_seconds": max(r["seconds"] for r in resumed), "agent_rss_mb": rss}

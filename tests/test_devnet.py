@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List
 
 import pytest
 from eth_account import Account
@@ -27,6 +27,7 @@ from web3 import Web3
 
 from packages.valory.skills.abstract_round_abci.base import Transaction
 from packages.valory.skills.registration_abci.payloads import RegistrationPayload
+from settleproof.agent_logs import checkpoint_at_least, event
 from settleproof.devnet.agents import FETCHED_HASH, AgentSlot, FrameworkSettings, registry_agent_hash
 from settleproof.devnet.network import Devnet
 from settleproof.erc20 import transfer
@@ -43,7 +44,6 @@ from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-impo
 pytestmark = pytest.mark.e2e
 
 FAST = FrameworkSettings(round_timeout=15.0, reset_pause_duration=10)
-CHECKPOINT = re.compile(r"checkpoint \| .* block=(\d+)")
 
 
 def get_json(url: str) -> Any:
@@ -53,21 +53,6 @@ def get_json(url: str) -> Any:
             return json.loads(response.read())
     except urllib.error.HTTPError as error:
         return json.loads(error.read())
-
-
-def keeper_selected(period: int) -> str:
-    """The skill's line when a period's keeper is chosen."""
-    return rf"keeper selected \| round=select_keeper_round period={period} "
-
-
-def checkpoint_at_least(block: int) -> Callable[[str], Optional[int]]:
-    """A line matcher for a checkpoint at or beyond ``block``."""
-
-    def found(line: str) -> Optional[int]:
-        match = CHECKPOINT.search(line)
-        return int(match.group(1)) if match and int(match.group(1)) >= block else None
-
-    return found
 
 
 def signed_tx(key: str, sender: str) -> str:
@@ -81,7 +66,7 @@ def signed_tx(key: str, sender: str) -> str:
 def test_one_agent_registers_and_the_rpc_speaks_tendermint(devnet_factory: Callable[..., Devnet]) -> None:
     """Info/InitChain/blocks drive a real agent through registration; CheckTx and DeliverTx verdicts are the agent's."""
     net = devnet_factory(1, OFFLINE_ENV, block_interval=0.5, settings=FAST)
-    net.agent(0).wait_for_line(keeper_selected(0), timeout=120)
+    net.agent(0).wait_for(event("keeper selected", period=0), 120, "the keeper of period 0")
     assert net.chain is not None
     rpc = net.chain.rpc_url(0)
 

@@ -7,7 +7,6 @@ the invoice list stays reachable. Backoff is shortened to seconds so that
 every period retries.
 """
 
-import re
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional
 
@@ -18,6 +17,7 @@ from web3 import Web3
 
 from packages.settleproof.skills.settlement_abci.store import Store
 from settleproof import agent_runner
+from settleproof.agent_logs import checkpoint_at_least, event
 from settleproof.anvil import Anvil
 from settleproof.cli import main
 from settleproof.erc20 import transfer
@@ -26,14 +26,12 @@ from tests.scrape import total, wait_for_metrics
 from tests.test_e2e_single_agent import (  # noqa: F401  # pylint: disable=unused-import
     agent_env,
     chain,
-    checkpoint_at_least,
     stack,
 )
 
 
 pytestmark = pytest.mark.e2e
 PARAMS = agent_runner.SKILL_PARAMS
-ATTEMPT_RE = re.compile(r"webhook attempt \| .*event_id=(\S+) attempt=(\d+) status=(\d+)")
 
 
 def attempts_at_least(event_ids: set, status: int, times: int) -> Callable[[str], Optional[bool]]:
@@ -41,9 +39,9 @@ def attempts_at_least(event_ids: set, status: int, times: int) -> Callable[[str]
     counts: Dict[str, int] = {}
 
     def found(line: str) -> Optional[bool]:
-        match = ATTEMPT_RE.search(line)
-        if match and int(match.group(3)) == status and match.group(1) in event_ids:
-            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+        record = event("webhook attempt", status=status)(line)
+        if record is not None and record["event_id"] in event_ids:
+            counts[record["event_id"]] = counts.get(record["event_id"], 0) + 1
         return True if len(counts) == len(event_ids) and min(counts.values()) >= times else None
 
     return found
@@ -89,7 +87,7 @@ def test_outage_then_back_delivers_same_ids_and_410_is_dead_lettered_then_replay
         webhook_endpoint.fail(410, count=1)  # the first request after the outage is answered 410
         webhook_endpoint.start()
         (delivered,) = merchant.wait_for_events(1, timeout=120)
-        dead = agent.wait_for_line(r"webhook dead-lettered \| .*event_id=(\S+) reason=gone", 120).group(1)
+        dead = agent.wait_for(event("webhook dead-lettered", reason="gone"), 120, "a dead letter")["event_id"]
         agent.wait_for(checkpoint_at_least(max(tx.block_number for tx in paid)), 120, "a later checkpoint")
         after_dead = len(agent.lines)
         agent.wait_for(checkpoint_at_least(w3.eth.block_number), 120, "another period")

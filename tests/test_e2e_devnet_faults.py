@@ -1,31 +1,40 @@
 """4 real agents on the devnet keep settling through provider faults and an agent outage.
 
-One devnet run, three phases: a provider down; then, with another provider
+One devnet run, four phases: a provider down; then, with another provider
 fabricating a payment in every answer from there on, an agent down (3 of 4 is
 still the threshold); then the agent back: it rejoins and follows live blocks.
 Every paid invoice reaches the merchant exactly once, verified, and the
-fabricated payments never settle the open invoice they target.
+fabricated payments never settle the open invoice they target. Last, two agents
+down: below the threshold, rounds are retried, and /metrics counts the retries.
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 import pytest
 from eth_account import Account
 from web3 import Web3
 
+from settleproof.agent_logs import checkpoint_at_least, event, latest_keeper
 from settleproof.chaos import ChaosServer
 from settleproof.devnet.network import Devnet
 from settleproof.erc20 import transfer
 from settleproof.merchant import MerchantServer
 from settleproof.service_env import settleproof_env
+from tests.scrape import scrape, total, wait_for_metrics
 from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-import
     devnet_factory,
     devnet_templates,
 )
-from tests.test_devnet import FAST, checkpoint_at_least
+from tests.test_devnet import FAST
+
+
+def period_started(line: str, period: int) -> Optional[bool]:
+    """The line where the agent names the keeper of `period` or a later one."""
+    record = event("keeper selected")(line)
+    return True if record is not None and record["period"] >= period else None
 
 
 @pytest.mark.parametrize("anvil", [{"block_time": 1}], indirect=True)
@@ -71,6 +80,21 @@ def test_provider_down_then_agent_down_then_back(  # pylint: disable=too-many-lo
         block = pay_and_confirm("agent 3 back")
         net.agent(3).wait_for(checkpoint_at_least(block), 240, "agent 3 following live blocks")
         liar_traffic = providers[2].traffic()
+
+        # Two of four down as a period starts (so inside the settlement rounds, not in a reset):
+        # no threshold, so rounds end without agreement and run again; the agents still up count
+        # each retry, by round, on their /metrics.
+        retries_before = total(scrape(net.metrics_url(0)), "consensus_round_retries_total")
+        latest, _ = latest_keeper([net.agent(0).lines])
+        net.agent(0).wait_for(lambda line: period_started(line, latest + 1), 120, "the next period")
+        net.kill_agent(2)
+        net.kill_agent(3)
+        stalled = wait_for_metrics(
+            net.metrics_url(0), lambda m: total(m, "consensus_round_retries_total") > retries_before, 120
+        )
+        retried = {labels["round"] for labels, _ in stalled["consensus_round_retries_total"]}
+        assert total(stalled, "consensus_round_retries_total") > retries_before
+        assert retried and all(name.endswith("_round") for name in retried)
 
     report = merchant.report()
     assert {e["id"] for e in merchant.events()} == set(expected)

@@ -24,6 +24,7 @@ from eth_account import Account
 from web3 import Web3
 
 from settleproof import agent_runner
+from settleproof.agent_logs import checkpoint_at_least, event, events
 from settleproof.anvil import Anvil
 from settleproof.devnet.agents import FrameworkSettings
 from settleproof.devnet.network import Devnet
@@ -35,7 +36,6 @@ from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-impo
     devnet_factory,
     devnet_templates,
 )
-from tests.test_e2e_keeper_killed import checkpoint_at_least
 from tests.test_e2e_rpc_outage import count_at_least
 from tests.test_e2e_single_agent import agent_env, stack  # noqa: F401  # pylint: disable=unused-import
 from tests.test_observability import get
@@ -46,9 +46,7 @@ PARAMS = agent_runner.SKILL_PARAMS
 STORE_FILE = "settleproof.sqlite3"
 FAST = FrameworkSettings(round_timeout=15.0, reset_pause_duration=10)
 TIMEOUT = 180.0
-REPORTED = re.compile(r"reporting committed state \| .*seq=(\d+) checkpoint=(\S+)")
-SELECTED = re.compile(r"keeper selected \| .*checkpoint=(\S+) commit_seq=(\d+)")
-HALTED = r"halted: the chain no longer holds the checkpoint block; not advancing \| .*block={block}\b"
+HALTED = "halted: the chain no longer holds the checkpoint block; not advancing"
 
 
 # ---------------------------------------------------------------------- helpers
@@ -150,10 +148,10 @@ def recovery(net: Devnet, indices: List[int]) -> Tuple[List[Report], List[Tuple[
     reports, resumed = [], []
     for index in indices:
         agent = net.agent(index)
-        seq, checkpoint = agent.wait_for(REPORTED.search, TIMEOUT, f"agent {index} report").groups()
-        reports.append((int(seq), None if checkpoint == "None" else int(checkpoint)))
-        checkpoint, commit_seq = agent.wait_for(SELECTED.search, TIMEOUT, f"agent {index} keeper").groups()
-        resumed.append((None if checkpoint == "None" else int(checkpoint), int(commit_seq)))
+        report = agent.wait_for(event("reporting committed state"), TIMEOUT, f"agent {index} report")
+        reports.append((report["seq"], report["checkpoint"]))
+        selected = agent.wait_for(event("keeper selected"), TIMEOUT, f"agent {index} keeper")
+        resumed.append((selected["checkpoint"], selected["commit_seq"]))
     return reports, resumed
 
 
@@ -236,7 +234,7 @@ def test_restarts_resume_from_the_committed_state(  # pylint: disable=too-many-l
     # Restart 2, during the Checkpoint round of the period that settled invoice 4.
     pay(4)
     net.agent(0).wait_for(
-        after(re.compile(rf"invoice settled \| .*invoice_uuid={invoices[4]['uuid']}").search,
+        after(event("invoice settled", invoice_uuid=invoices[4]["uuid"]),
               r"Entered in the 'checkpoint_round'"),
         TIMEOUT, "the Checkpoint round settling invoice 4",
     )
@@ -331,10 +329,10 @@ def test_reorgs_shallow_is_absorbed_deep_halts(chain: Anvil, stack: Dict, tmp_pa
         chain.mine(confirmations - 1)
         replacement = reorg(chain, w3, token, confirmations, {0: (other, shop_a, 1000)})[0]
         assert chain.rpc("eth_getTransactionReceipt", [orphan.tx_hash]) is None
-        assert not any(f"tx_hash={orphan.tx_hash}" in line for line in agent.lines)  # never seen confirmed
+        assert not any(orphan.tx_hash in line for line in agent.lines)  # never seen confirmed
         chain.mine(confirmations + 1)
-        (event,) = merchant.wait_for_events(1, timeout=TIMEOUT)
-        assert event["id"] == f"{invoice_a['uuid']}:{replacement}"
+        (settled,) = merchant.wait_for_events(1, timeout=TIMEOUT)
+        assert settled["id"] == f"{invoice_a['uuid']}:{replacement}"
 
         # Deep: invoice B settles and the checkpoint passes it; then the chain from B's block on is replaced.
         paid_b = transfer(w3, token, payer, shop_b, 1000)
@@ -347,11 +345,8 @@ def test_reorgs_shallow_is_absorbed_deep_halts(chain: Anvil, stack: Dict, tmp_pa
         reorg(chain, w3, token, depth, {depth - 1: (other, shop_c, 1000)})  # C only paid on the new chain
         assert chain.rpc("eth_getTransactionReceipt", [paid_b.tx_hash]) is None
         chain.mine(confirmations + 1)
-        agent.wait_for(count_at_least(HALTED.format(block=checkpoint), 2), TIMEOUT, "two halted periods")
-        assert any(
-            re.search(rf"chain no longer holds the checkpoint block \| .*block={checkpoint}\b", line)
-            for line in agent.lines
-        )
+        agent.wait_for(count_at_least(event(HALTED, block=checkpoint), 2), TIMEOUT, "two halted periods")
+        assert events(agent.lines, "chain no longer holds the checkpoint block", block=checkpoint)
         assert wait_metric(url, "chain_reorg_halted_block", lambda v: v == checkpoint, 30) == checkpoint
         assert metric(url, "chain_reorg_detected_total") >= 1
     finally:

@@ -5,16 +5,19 @@ request (an injected delay), so the keeper has POSTed but has no reply yet;
 the test then kills that keeper with SIGKILL. Its report never reaches
 consensus, the keeper round times out, the next keeper delivers again from the
 agreed outbox: the merchant sees the same id twice (a duplicate it
-acknowledges), never a new id for the same payment.
+acknowledges), never a new id for the same payment. The agents' /metrics and
+their JSON log files (grepped for the payment's tx_hash) tell the same story.
 """
 
-import re
-from typing import Any, Callable, Dict, Optional
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict, List
 
 import pytest
 from eth_account import Account
 from web3 import Web3
 
+from settleproof.agent_logs import checkpoint_at_least, event, events, latest_keeper
 from settleproof.devnet.agents import FrameworkSettings
 from settleproof.devnet.network import Devnet
 from settleproof.erc20 import transfer
@@ -29,33 +32,25 @@ from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-impo
 
 pytestmark = pytest.mark.e2e
 FAST = FrameworkSettings(round_timeout=15.0, reset_pause_duration=10)
-CHECKPOINT = re.compile(r"checkpoint \| .* block=(\d+)")
 HOLD_SECONDS = 6.0
 
 
-def checkpoint_at_least(block: int) -> Callable[[str], Optional[int]]:
-    """A line matcher for a checkpoint at or beyond ``block``."""
-
-    def found(line: str) -> Optional[int]:
-        match = CHECKPOINT.search(line)
-        return int(match.group(1)) if match and int(match.group(1)) >= block else None
-
-    return found
+def payment_trail(log_file: Path, tx_hash: str) -> List[Dict[str, Any]]:
+    """The records of an agent's log file that name `tx_hash`; every line must be a JSON record."""
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    return [r for r in records if r.get("tx_hash") == tx_hash]
 
 
-KEEPER_SELECTED = re.compile(r"keeper selected \| round=select_keeper_round period=(\d+) keeper=(0x[0-9a-fA-F]{40})")
+def first_seen(trail: List[Dict[str, Any]]) -> List[str]:
+    """The trail's messages in the order they first appear."""
+    return list(dict.fromkeys(r["message"] for r in trail))
 
 
 def current_keeper(net: Devnet, agents: int) -> int:
     """The index of the agent every agent named keeper for the latest period."""
-    selected: Dict[int, set] = {}
-    for index in range(agents):
-        for line in net.agent(index).lines:
-            match = KEEPER_SELECTED.search(line)
-            if match:
-                selected.setdefault(int(match.group(1)), set()).add(match.group(2))
-    (keeper,) = selected[max(selected)]
-    return net.addresses.index(keeper)
+    _, keeper = latest_keeper(net.agent(index).lines for index in range(agents))
+    return [a.lower() for a in net.addresses].index(keeper)
 
 
 @pytest.mark.parametrize("anvil", [{"block_time": 1}], indirect=True)
@@ -75,7 +70,7 @@ def test_keeper_killed_after_post_before_consensus(
 
     (arrival,) = merchant.wait_for_arrivals(1, timeout=180)
     keeper = current_keeper(net, 4)
-    net.agent(keeper).wait_for_line(r"delivering \| ", timeout=HOLD_SECONDS / 2)  # it is the one POSTing
+    net.agent(keeper).wait_for(event("delivering"), HOLD_SECONDS / 2, "delivering")  # it is the one POSTing
     net.kill_agent(keeper)  # after its POST, before any reply, so before its report
     event_id = f"{invoice['uuid']}:{paid.tx_hash}"
     assert arrival["webhook_id"] == event_id
@@ -91,7 +86,7 @@ def test_keeper_killed_after_post_before_consensus(
     assert {a["webhook_id"] for a in report["attempts"]} == {event_id}
     assert len(report["attempts"]) == 2 and report["duplicates"] == {event_id: 1}
     assert report["rejected"] == 0 and report["conflicts"] == []
-    assert sum("webhook attempt" in line for line in net.agent(keeper).lines) == 0  # it never saw a reply
+    assert events(net.agent(keeper).lines, "webhook attempt") == []  # it never saw a reply
 
     # The survivors' /metrics tell the same story (read over HTTP, as Prometheus would), once each has
     # committed the checkpoint past the payment (metrics move when the round ends, after its log line).
@@ -107,3 +102,17 @@ def test_keeper_killed_after_post_before_consensus(
     # only the new keeper POSTed among the survivors: one delivery, one verification latency
     assert sum(total(s, "webhook_deliveries_total", outcome="delivered") for s in scraped) == 1
     assert sum(total(s, "invoice_verification_latency_seconds_count") for s in scraped) == 1
+
+    # One grep of the agents' JSON log files for the payment's tx_hash gives its whole path.
+    trails = [payment_trail(net.slots[i].folder / "log.txt", paid.tx_hash) for i in range(4)]
+    for index, trail in enumerate(trails):
+        assert {r["agent"] for r in trail} == {net.addresses[index]}
+        assert all(isinstance(r["period"], int) and r["round"].endswith("_round") for r in trail)
+        assert first_seen(trail)[:2] == ["payment observed", "invoice settled"]
+        assert {r["block"] for r in trail if "block" in r} == {paid.block_number}
+        assert {r["invoice_uuid"] for r in trail if "invoice_uuid" in r} == {invoice["uuid"]}
+    for index in survivors:
+        assert first_seen(trails[index])[-1] == "webhook delivered"
+    assert "webhook delivered" not in first_seen(trails[keeper])  # killed before the commit
+    (posted,) = [r for i in survivors for r in trails[i] if r["message"] == "webhook attempt"]
+    assert (posted["status"], posted["outcome"], posted["event_id"]) == (200, "delivered", event_id)

@@ -8,7 +8,6 @@ stays put; once they are back (and the breakers' short cool-down has
 passed), the payment made during the outage is settled exactly once.
 """
 
-import re
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
@@ -17,16 +16,15 @@ from eth_account import Account
 from web3 import Web3
 
 from settleproof import agent_runner
+from settleproof.agent_logs import checkpoint_at_least, event, events
 from settleproof.anvil import Anvil
 from settleproof.chaos import ChaosServer
 from settleproof.erc20 import transfer
 from settleproof.merchant import MerchantServer
 from tests.scrape import total, wait_for_metrics
 from tests.test_e2e_single_agent import (  # noqa: F401  # pylint: disable=unused-import
-    CHECKPOINT_RE,
     agent_env,
     chain,
-    checkpoint_at_least,
     stack,
 )
 
@@ -42,12 +40,12 @@ def proxies(chain: Anvil) -> Iterator[List[ChaosServer]]:  # noqa: F811
         yield [a, b, c]
 
 
-def count_at_least(pattern: str, times: int) -> Callable[[str], Optional[bool]]:
-    """A line matcher that fires on the `times`-th line matching `pattern`."""
-    regex, seen = re.compile(pattern), []
+def count_at_least(matches: Callable[[str], object], times: int) -> Callable[[str], Optional[bool]]:
+    """A line matcher that fires on the `times`-th line `matches` accepts."""
+    seen = []
 
     def found(line: str) -> Optional[bool]:
-        if regex.search(line):
+        if matches(line):
             seen.append(line)
         return True if len(seen) >= times else None
 
@@ -75,10 +73,10 @@ def test_no_quorum_settles_nothing_then_providers_back_settle_everything(
         proxies[2].set_fault("status", status=503)
         outage_starts = len(agent.lines)
         paid = transfer(w3, stack["token"], w3.eth.accounts[1], shop, 1000)
-        agent.wait_for(count_at_least(r"no provider quorum on the head", 2), 120, "two periods without quorum")
+        agent.wait_for(count_at_least(event("no provider quorum on the head"), 2), 120, "two periods without quorum")
         during = agent.lines[outage_starts:]
         assert merchant.events() == []
-        checkpoints = {int(m.group(1)) for m in map(CHECKPOINT_RE.search, during) if m}
+        checkpoints = {record["block"] for record in events(during, "checkpoint")}
         assert len(checkpoints) <= 2  # the period in flight when the outage began, then no move
         assert max(checkpoints, default=0) < paid.block_number
         # /metrics during the outage: head quorum failures counted, the down provider's breaker open (2)

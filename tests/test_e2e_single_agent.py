@@ -6,15 +6,15 @@ HTTP to anvil through two provider URLs (quorum 2), HTTP to the merchant, and
 webhooks verified by the `standardwebhooks` library inside the merchant.
 """
 
-import re
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List
 
 import pytest
 from eth_account import Account
 from web3 import Web3
 
 from settleproof import agent_runner
+from settleproof.agent_logs import checkpoint_at_least
 from settleproof.anvil import Anvil
 from settleproof.erc20 import deploy_token, transfer
 from settleproof.ipfs_stub import IpfsStub
@@ -24,20 +24,7 @@ from settleproof.service_env import settleproof_env
 
 
 CONFIRMATIONS = 2
-CHECKPOINT_RE = re.compile(r"checkpoint \| .* block=(\d+)")
 pytestmark = pytest.mark.e2e
-
-
-def checkpoint_at_least(block: int) -> Callable[[str], Optional[int]]:
-    """A line matcher for a checkpoint at or beyond `block`."""
-
-    def found(line: str) -> Optional[int]:
-        match = CHECKPOINT_RE.search(line)
-        if match and int(match.group(1)) >= block:
-            return int(match.group(1))
-        return None
-
-    return found
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import click
 from eth_account import Account
 from web3 import Web3
 
+from settleproof.agent_logs import checkpoint_at_least
 from settleproof.anvil import Anvil
 from settleproof.chaos import ChaosServer
 from settleproof.devnet.agents import FrameworkSettings
@@ -136,13 +137,7 @@ def report(w3: Web3, merchant: MerchantServer, payments: List[Payment]) -> None:
 def wait_for_checkpoint_past(devnet: Devnet, block: int, timeout: float) -> None:
     """Wait until an agent committed a checkpoint past `block`: nothing later can still arrive."""
 
-    def found(line: str) -> Optional[int]:
-        if "checkpoint |" in line and "block=" in line:
-            value = int(line.rsplit("block=", 1)[1].split()[0])
-            return value if value >= block else None
-        return None
-
-    devnet.agent(0).wait_for(found, timeout, f"a checkpoint past block {block}")
+    devnet.agent(0).wait_for(checkpoint_at_least(block), timeout, f"a checkpoint past block {block}")
 
 
 def run(data_dir: Path, timeout: float) -> None:

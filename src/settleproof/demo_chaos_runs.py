@@ -9,14 +9,14 @@ baseline (a keeper), it gets the nearest equivalent (its own restart).
 
 from __future__ import annotations
 
-import re
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Set
+from typing import Callable, Collection, List, Optional, Set, Tuple
 
 from web3 import Web3
 
+from settleproof.agent_logs import checkpoint_at_least, event, latest_keeper
 from settleproof.agent_runner import SKILL_PARAMS
 from settleproof.baseline import NaiveBaselinePoller
 from settleproof.chaos import ChaosServer
@@ -27,9 +27,6 @@ from settleproof.service_env import settleproof_env
 
 AGENTS = 4
 CONFIRMATIONS = 3
-CHECKPOINT = re.compile(r"\bcheckpoint\b.*?\bblock\W{1,3}(\d+)")
-KEEPER_SELECTED = re.compile(r"keeper selected\b.*?\bperiod\W{1,3}(\d+)\W.*?\bkeeper\W{1,3}(0x[0-9a-fA-F]{40})")
-DELIVERING = re.compile(r"\bdelivering\b.*?\bperiod\W{1,3}(\d+)")
 
 
 @dataclass
@@ -135,12 +132,7 @@ class SettleProofRun:
     def processed_through(self, block: int, timeout: float) -> None:
         """An undisturbed agent committed a checkpoint at or past `block`."""
         watcher = next(i for i in range(AGENTS) if i not in self.disturbed)
-
-        def found(line: str) -> Optional[int]:
-            match = CHECKPOINT.search(line)
-            return int(match.group(1)) if match and int(match.group(1)) >= block else None
-
-        self._net().agent(watcher).wait_for(found, timeout, f"a checkpoint past block {block}")
+        self._net().agent(watcher).wait_for(checkpoint_at_least(block), timeout, f"a checkpoint past block {block}")
 
     def settle(self, event_ids: Collection[str], block: int, timeout: float) -> None:
         """Past `block`, and every expected event id verified at the merchant (retries included)."""
@@ -149,28 +141,20 @@ class SettleProofRun:
         self.stack.merchant.wait_until(
             lambda m: wanted <= {e["id"] for e in m.events()}, timeout, f"events {sorted(wanted)}")
 
-    def keeper(self) -> int:
-        """The agent every agent named keeper for the latest period, from their logs."""
+    def keeper(self) -> Tuple[int, int]:
+        """The latest period and the agent every agent named its keeper, from their logs."""
         net = self._net()
-        named: Dict[int, Set[str]] = {}
-        for index in range(AGENTS):
-            for line in net.agent(index).lines:
-                match = KEEPER_SELECTED.search(line)
-                if match:
-                    named.setdefault(int(match.group(1)), set()).add(match.group(2).lower())
-        period = max(named)
-        (address,) = named[period]
-        return [a.lower() for a in net.addresses].index(address)
+        period, address = latest_keeper(net.agent(index).lines for index in range(AGENTS))
+        return period, [a.lower() for a in net.addresses].index(address)
 
     def kill_mid_delivery(self) -> str:
         """kill -9 the keeper once its log says it is delivering in the current period."""
         net = self._net()
-        keeper = self.keeper()
-        latest = max(int(m.group(1)) for line in net.agent(keeper).lines if (m := KEEPER_SELECTED.search(line)))
+        latest, keeper = self.keeper()
 
         def delivering(line: str) -> Optional[bool]:
-            match = DELIVERING.search(line)
-            return True if match and int(match.group(1)) >= latest else None
+            record = event("delivering")(line)
+            return True if record is not None and record["period"] >= latest else None
 
         net.agent(keeper).wait_for(delivering, 10, "the keeper delivering")
         net.kill_agent(keeper)

@@ -1,5 +1,6 @@
 """What every settlement behaviour shares: typed access to state and parallel HTTP requests."""
 
+import logging
 import time
 from abc import ABC
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from packages.valory.skills.abstract_round_abci.behaviour_utils import TimeoutEx
 from packages.valory.skills.abstract_round_abci.behaviours import BaseBehaviour
 from packages.valory.skills.abstract_round_abci.models import Requests
 
+
+#: Attributes of every log record: a field of that name would clash, so it gets a trailing "_".
+RESERVED_LOG_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 # The http_client connection reports its own failures (refused, timed out) with this status.
 CONNECTION_ERROR_STATUS = 600
@@ -60,10 +64,21 @@ class SettlementBaseBehaviour(BaseBehaviour, ABC):
         return cast(Params, self.context.params)
 
     def log(self, level: str, message: str, **fields: object) -> None:
-        """One log line with the round and period, and `key=value` fields for grepping."""
-        context = {"round": self.matching_round.auto_round_id(), **fields}
-        details = " ".join(f"{key}={value}" for key, value in context.items())
-        getattr(self.context.logger, level)(f"{message} | {details}")
+        """One structured log line: `message`, plus round, period, agent and `fields` as keys.
+
+        The agent's JSON formatter (aea-config `logging_config`) writes the keys, so a
+        payment's trail is one query for its `tx_hash`. The line skips the framework's
+        adapter, whose "[agent name] " prefix would only repeat `agent`.
+        """
+        context = {
+            "round": self.matching_round.auto_round_id(),
+            "period": self.synchronized_data.period_count,
+            "agent": self.context.agent_address,
+            **fields,
+        }
+        extra = {f"{key}_" if key in RESERVED_LOG_KEYS else key: value for key, value in context.items()}
+        logger = getattr(self.context.logger, "logger", self.context.logger)
+        logger.log(logging.getLevelName(level.upper()), message, extra=extra)
 
     def http_parallel(
         self, requests: Sequence[HttpRequest], timeout: float

@@ -31,6 +31,7 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     attempt_result,
     due,
     dumps,
+    event_fields,
 )
 from packages.settleproof.skills.settlement_abci.payloads import (
     CheckpointPayload,
@@ -152,7 +153,7 @@ class SelectKeeperBehaviour(SettlementBehaviour):
         data = self.synchronized_data
         keeper = keeper_for(data.participants, data.period_count)
         self.log(
-            "info", "keeper selected", period=data.period_count, keeper=keeper,
+            "info", "keeper selected", keeper=keeper,
             checkpoint=data.checkpoint, commit_seq=data.commit_seq,
         )
         yield from self.finish(SelectKeeperPayload(self.context.agent_address, keeper))
@@ -180,12 +181,17 @@ class FetchLogsQuorumBehaviour(ObserverMixin, SettlementBehaviour):
         self.log(
             "info",
             "observed",
-            period=data.period_count,
             from_block=observation.from_block,
             to_block=observation.to_block,
             payments=len(observation.payments),
-            invoices="unavailable" if observation.invoices is None else len(observation.invoices),
+            invoices=None if observation.invoices is None else len(observation.invoices),  # null: unavailable
         )
+        for payment in observation.payments:
+            transfer = payment.transfer
+            self.log(
+                "info", "payment observed", tx_hash=transfer.tx_hash, block=transfer.block_number,
+                log_index=transfer.log_index, token=transfer.token, to=transfer.receiver, amount=str(transfer.value),
+            )
         payload = FetchLogsQuorumPayload(self.context.agent_address, observation.to_json())
         yield from self.finish(payload)
 
@@ -216,8 +222,8 @@ class DedupeBehaviour(SettlementBehaviour):
                 tx_hash=settlement.transfer.tx_hash,
                 block=settlement.transfer.block_number,
             )
+        self.log("info", "deduplicated", new_events=len(derived.events), duplicates_dropped=derived.duplicates)
         if derived.duplicates:
-            self.log("info", "duplicate payments dropped", count=derived.duplicates)
             durability: DurabilityMetrics = self.context.metrics.durability
             durability.duplicates_dropped.inc(derived.duplicates)
         payload = DedupePayload(self.context.agent_address, derived.digest, now)
@@ -240,12 +246,13 @@ class DeliverWebhookBehaviour(WebhookSenderMixin, SettlementBehaviour):
         """Only the agreed keeper ever sends a webhook; its report goes through consensus."""
         data = self.synchronized_data
         if self.context.agent_address != data.most_voted_keeper_address:
+            self.log("info", "waiting for the keeper", keeper=data.most_voted_keeper_address)
             yield from self.wait_until_round_end()
             self.set_done()
             return
         now = block_time(self.round_sequence)
         entries = due(data.outbox, now, self.params.webhook_max_per_period)
-        self.log("info", "delivering", period=data.period_count, due=len(entries), waiting=len(data.outbox))
+        self.log("info", "delivering", due=len(entries), waiting=len(data.outbox))
         with self.context.benchmark_tool.measure(self.behaviour_id).local():
             results = yield from self.deliver(entries, now)
         if len(results) < len(entries):
@@ -288,12 +295,12 @@ class DeliverWebhookBehaviour(WebhookSenderMixin, SettlementBehaviour):
             self.log(
                 "info" if result.delivered else "warning",
                 "webhook attempt",
-                event_id=entry.id,
+                **event_fields(entry.id),
                 attempt=entry.attempts + 1,
                 status=reply.status,
                 outcome=outcome.value,
                 error=reply.error[:100],
-                retry_in=max(0, result.retry_at - now) if result.retry_at else "-",
+                retry_in=max(0, result.retry_at - now) if result.retry_at else None,
             )
             results.append(result)
         return results
@@ -372,7 +379,7 @@ class CheckpointBehaviour(ObserverMixin, SettlementBehaviour):
                 "error", "halted: the chain no longer holds the checkpoint block; not advancing",
                 block=data.reorg_block, checkpoint_hash=data.checkpoint_hash,
             )
-        self.log("info", "checkpoint", period=data.period_count, block=checkpoint, commit_seq=state.seq)
+        self.log("info", "checkpoint", block=checkpoint, commit_seq=state.seq)
         payload = CheckpointPayload(
             self.context.agent_address, checkpoint_vote(checkpoint), block_hash, state.digest
         )
@@ -391,11 +398,12 @@ class CheckpointBehaviour(ObserverMixin, SettlementBehaviour):
         attempts = {entry.id: entry.attempts for entry in vote.before}
         for event_id in vote.delivered:
             metrics.attempts.observe(attempts[event_id] + 1)
+            self.log("info", "webhook delivered", **event_fields(event_id), attempts=attempts[event_id] + 1)
         for entry in vote.newly_dead:
             metrics.attempts.observe(entry.attempts)
             metrics.dead_letters.labels(entry.dead_reason).inc()
             self.log(
-                "error", "webhook dead-lettered", event_id=entry.id, reason=entry.dead_reason,
+                "error", "webhook dead-lettered", **event_fields(entry.id), reason=entry.dead_reason,
                 attempts=entry.attempts, last_status=entry.last_status,
             )
         metrics.outbox_depth.set(len(load_entries(vote.state.values["outbox"])))

@@ -83,6 +83,12 @@ def load_results(text: str) -> List[DeliveryResult]:
     return [DeliveryResult(**item) for item in json.loads(text or "[]")]
 
 
+def event_fields(event_id: str) -> Dict[str, str]:
+    """An event's id and the invoice and transaction it names (`invoice_uuid:tx_hash`), as log fields."""
+    invoice_uuid, _, tx_hash = event_id.rpartition(":")
+    return {"event_id": event_id, "invoice_uuid": invoice_uuid, "tx_hash": tx_hash}
+
+
 def used_transactions(processed_keys: Iterable[str]) -> Set[str]:
     """The tx hashes that already paid an invoice (keys are `invoice_uuid:tx_hash`)."""
     return {key.rsplit(":", 1)[1] for key in processed_keys}

@@ -10,11 +10,13 @@ time is the timestamp of the round's first block, set on the round sequence.
 import datetime
 import json
 import logging
+import logging.config
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+import yaml
 from standardwebhooks import Webhook
 
 from packages.settleproof.skills.settlement_abci.agreement import Agreement, Payment
@@ -293,6 +295,20 @@ class TestDeliverWebhookDuringRotation(WebhookFSMBehaviourBaseCase):
 # --------------------------------------------------------------------------- Checkpoint
 
 
+AEA_CONFIG = Path(__file__).parents[3] / "agents" / "settleproof" / "aea-config.yaml"
+
+
+def logged(caplog: pytest.LogCaptureFixture, message: str) -> List[logging.LogRecord]:
+    """The captured records with this message (their fields are attributes)."""
+    return [record for record in caplog.records if record.getMessage() == message]
+
+
+def agent_log_formatter() -> logging.Formatter:
+    """The formatter the agent's `logging_config` builds for its log file and console."""
+    config = next(yaml.safe_load_all(AEA_CONFIG.read_text()))["logging_config"]
+    return logging.config.DictConfigurator({}).configure_formatter(dict(config["formatters"]["json"]))
+
+
 class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
     """CheckpointBehaviour votes for the state the round will commit, and stores it once committed."""
 
@@ -414,7 +430,8 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
         with caplog.at_level(logging.ERROR):
             payload = self.vote(data)
         assert payload.checkpoint == 99
-        assert "no longer holds the checkpoint block" in caplog.text and "block=99" in caplog.text
+        (halted,) = logged(caplog, "halted: the chain no longer holds the checkpoint block; not advancing")
+        assert halted.block == 99 and halted.levelname == "ERROR"
         data.db.update(commit_seq=1)  # what the round commits: the same state, one more commit
         self.mock_a2a_transaction()
         self._test_done_flag_set()
@@ -440,7 +457,37 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
         self.vote(data)
         with caplog.at_level(logging.ERROR):
             self.end_round(Event.DONE, committed=data)
-        assert "durable store not written" in caplog.text and "not a usable SettleProof store" in caplog.text
+        (failed,) = logged(caplog, "durable store not written")
+        assert "not a usable SettleProof store" in failed.error
+
+    def test_log_lines_are_json_with_the_event_fields(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Through the agent's own formatter, each line is one JSON object naming the round, period,
+        agent and the event's invoice and transaction; never the secret or the webhook body."""
+        data = self.period_data()
+        self.vote(data)
+        with caplog.at_level(logging.INFO):
+            self.end_round(Event.DONE, committed=data)
+        formatter = agent_log_formatter()
+        lines = [formatter.format(record) for record in caplog.records]
+        records = {entry["message"]: entry for entry in map(json.loads, lines)}
+        delivered, dead = records["webhook delivered"], records["webhook dead-lettered"]
+        assert {k: delivered[k] for k in ("level", "round", "period", "agent", "event_id", "attempts")} == {
+            "level": "INFO", "round": "checkpoint_round", "period": 3, "agent": AGENT,
+            "event_id": self.delivered.id, "attempts": 1,
+        }
+        assert f"{delivered['invoice_uuid']}:{delivered['tx_hash']}" == self.delivered.id
+        assert dead["level"] == "ERROR" and dead["reason"] in ("gone", "max_attempts")
+        assert datetime.datetime.fromisoformat(delivered["time"]).tzinfo is not None
+        for line in lines:
+            assert SECRET not in line and self.delivered.body not in line
+
+    def test_a_field_named_like_a_record_attribute_is_kept_renamed(self, caplog: pytest.LogCaptureFixture) -> None:
+        """`name` or `module` would clash with the log record's own attributes: they get a trailing "_"."""
+        self.go_to(CheckpointBehaviour, self.period_data())
+        with caplog.at_level(logging.INFO):
+            self.behaviour.current_behaviour.log("info", "probe", name="x", module="y")
+        (probe,) = logged(caplog, "probe")
+        assert (probe.name_, probe.module_, probe.round) == ("x", "y", "checkpoint_round")
 
     def test_first_period_without_agreement_votes_minus_one(self) -> None:
         """Nothing agreed yet (-1..-2) and no checkpoint: vote -1 (no checkpoint) with an empty state."""
