@@ -50,14 +50,14 @@ from eth_account import Account  # noqa: E402
 from web3 import Web3  # noqa: E402
 
 from settleproof.agent_runner import AgentError  # noqa: E402
+from settleproof.agent_logs import event  # noqa: E402
 from settleproof.anvil import Anvil  # noqa: E402
 from settleproof.chaos import ChaosServer  # noqa: E402
-from settleproof.devnet.agents import FrameworkSettings  # noqa: E402
 from settleproof.devnet.network import Devnet  # noqa: E402
 from settleproof.erc20 import deploy_token  # noqa: E402
 from settleproof.merchant import MerchantServer, new_secret  # noqa: E402
 from settleproof.service_env import settleproof_env  # noqa: E402
-from support import cpu_seconds, rss_bytes, say, wait_for_events  # noqa: E402
+from support import add_service_args, cpu_seconds, rss_bytes, say, service_settings, wait_for_events  # noqa: E402
 
 TRANSFER_SELECTOR = "0xa9059cbb"
 PROVIDERS = 3
@@ -440,13 +440,12 @@ def run_settleproof(args: argparse.Namespace, data_dir: Path) -> Tuple[Dict[str,
         proxies = [stack.enter_context(ChaosServer(stage.node.url)) for _ in range(PROVIDERS)]
         env = settleproof_env([p.url for p in proxies], stage.token, stage.merchant, stage.secret,
                               args.confirmations, stage.node.block_number())
-        settings = FrameworkSettings(round_timeout=args.round_timeout, reset_pause_duration=args.reset_pause)
-        devnet = Devnet(args.agents, data_dir, env=env, settings=settings)
+        devnet = Devnet(args.agents, data_dir, env=env, settings=service_settings(args))
         say(f"SettleProof: starting the devnet with {args.agents} agents in {data_dir} ...")
         try:
             stack.enter_context(devnet)
             devnet.wait_registered(timeout=300)
-            devnet.agent(0).wait_for_line(r"checkpoint \|", 300)  # a warm service: one period done
+            devnet.agent(0).wait_for(event("checkpoint"), 300, "a first period")  # a warm service: one period done
         except AgentError as error:
             return {"error": f"the service did not start: {str(error).splitlines()[0]}"}, []
         pids = {f"agent{a['index']}": a["pid"] for a in devnet.manifest()["agents"]}
@@ -480,12 +479,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=8.0, help="payments per second (1 s blocks)")
-    parser.add_argument("--agents", type=int, default=4)
-    parser.add_argument("--confirmations", type=int, default=3)
-    # 30 s, the framework default (this benchmark's first runs, at the demo's 20 s, found the keeper sending
-    # one wave of webhooks per period; fixed since in delivery.py)
-    parser.add_argument("--round-timeout", type=float, default=30.0, help="the agents' round timeout (s)")
-    parser.add_argument("--reset-pause", type=int, default=10, help="the agents' pause between periods (s)")
+    add_service_args(parser, confirmations=3)
     parser.add_argument("--poll-interval", type=float, default=0.5, help="the reference poller's pass interval (s)")
     parser.add_argument("--sample-interval", type=float, default=0.5, help="RSS sampling period (s)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the webhooks after paying")

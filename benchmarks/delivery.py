@@ -41,12 +41,11 @@ from settleproof.agent_logs import checkpoint_at_least, parse  # noqa: E402
 from settleproof.agent_runner import AgentError  # noqa: E402
 from settleproof.anvil import Anvil  # noqa: E402
 from settleproof.chaos import ChaosServer  # noqa: E402
-from settleproof.devnet.agents import FrameworkSettings  # noqa: E402
 from settleproof.devnet.network import Devnet  # noqa: E402
 from settleproof.erc20 import deploy_token  # noqa: E402
 from settleproof.merchant import MerchantServer, MerchantTimeout, new_secret  # noqa: E402
 from settleproof.service_env import settleproof_env  # noqa: E402
-from support import cpu_seconds, say, wait_for_events  # noqa: E402
+from support import add_service_args, cpu_seconds, say, service_settings, wait_for_events  # noqa: E402
 
 TRANSFER_SELECTOR = "0xa9059cbb"
 PROVIDERS = 3
@@ -168,8 +167,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> Dict[str, Any]:
         report["chain"] = pay(node, w3, token, merchant, args.settlements)
         env = settleproof_env(providers, token, merchant, secret, args.confirmations, start_block)
         env["SETTLEPROOF_MAX_BLOCKS_PER_PERIOD"] = "2000"  # the whole chain: every payment in one range
-        settings = FrameworkSettings(round_timeout=args.round_timeout, reset_pause_duration=args.reset_pause)
-        devnet = Devnet(args.agents, data_dir, env=env, settings=settings)
+        devnet = Devnet(args.agents, data_dir, env=env, settings=service_settings(args))
         say(f"starting the devnet with {args.agents} agents in {data_dir} ...")
         stack.enter_context(devnet)
         devnet.wait_registered(timeout=300)
@@ -253,10 +251,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settlements", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=20.0, help="merchant's delay before answering a webhook")
-    parser.add_argument("--agents", type=int, default=4)
-    parser.add_argument("--confirmations", type=int, default=12)
-    parser.add_argument("--round-timeout", type=float, default=30.0, help="the agents' round timeout (s)")
-    parser.add_argument("--reset-pause", type=int, default=10, help="the agents' pause between periods (s)")
+    add_service_args(parser, confirmations=12)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the webhooks")
     parser.add_argument("--data-dir", type=Path, default=None, help="devnet folder (default: a new temporary one)")
     args = parser.parse_args()

@@ -4,18 +4,35 @@ Benchmarks print their JSON report on stdout, so progress goes to stderr.
 CPU and memory are per process tree (an agent's `aea run` and its children).
 """
 
+import argparse
 import sys
 import time
 from typing import List, Optional
 
 import psutil
 
+from settleproof.devnet.agents import FrameworkSettings
 from settleproof.merchant import MerchantServer, MerchantTimeout
 
 
 def say(message: str) -> None:
     """Progress on stderr; stdout is the JSON report."""
     print(message, file=sys.stderr, flush=True)
+
+
+def add_service_args(parser: argparse.ArgumentParser, confirmations: int) -> None:
+    """The service's shape, for the benchmarks that run it on the devnet."""
+    parser.add_argument("--agents", type=int, default=4)
+    parser.add_argument("--confirmations", type=int, default=confirmations)
+    # 30 s, the framework's default: the comparative benchmark's first runs, at the demo's 20 s, found the
+    # keeper sending one wave of webhooks per period (fixed since: each request waits what is left)
+    parser.add_argument("--round-timeout", type=float, default=30.0, help="the agents' round timeout (s)")
+    parser.add_argument("--reset-pause", type=int, default=10, help="the agents' pause between periods (s)")
+
+
+def service_settings(args: argparse.Namespace) -> FrameworkSettings:
+    """The framework settings `add_service_args` asked for."""
+    return FrameworkSettings(round_timeout=args.round_timeout, reset_pause_duration=args.reset_pause)
 
 
 def tree(pid: int) -> List[psutil.Process]:

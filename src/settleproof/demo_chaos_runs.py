@@ -75,10 +75,7 @@ class BaselineRun:
 
     def kill_mid_delivery(self) -> str:
         """No keeper here: kill the poller while its POST hangs, and start it again (its restart)."""
-        assert self.poller is not None  # nosec B101
-        self.poller.kill()
-        self.retired.append(self.poller)
-        self.poller = self._fresh()
+        self._replace_poller(NaiveBaselinePoller.kill)
         return "killed the poller during its POST and started it again"
 
     def recover(self) -> None:
@@ -86,11 +83,15 @@ class BaselineRun:
 
     def restart_one(self) -> str:
         """Stop and start the poller: it forgets everything."""
+        self._replace_poller(NaiveBaselinePoller.stop)
+        return "restarted the poller"
+
+    def _replace_poller(self, end: Callable[[NaiveBaselinePoller], None]) -> None:
+        """End the running poller (`kill` or `stop`) and start a fresh one, which remembers nothing."""
         assert self.poller is not None  # nosec B101
-        self.poller.stop()
+        end(self.poller)
         self.retired.append(self.poller)
         self.poller = self._fresh()
-        return "restarted the poller"
 
     def stop(self) -> None:
         """Stop every poller this run started."""

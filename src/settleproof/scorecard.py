@@ -4,6 +4,9 @@ Pure functions, the same for every column of the table, so the baseline and
 SettleProof are scored by one rule. The truth is the contract's matching rule
 (CONTRACTS.md) applied to the `Transfer` logs really on chain; the receipts are
 every request the merchant accepted, verified or not.
+
+Its invoice and transfer records restate the contract's formats rather than
+importing the skill's: the judge must not share code with what it judges.
 """
 
 from __future__ import annotations
