@@ -7,6 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AUTONOMY := $(BIN)/autonomy --registry-path packages
 ANVIL := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+# Tendermint as open-autonomy expects it (LOCAL_TENDERMINT_VERSION), built from the Go module proxy.
+TENDERMINT := .tools/bin/tendermint
+TENDERMINT_VERSION := 0.34.19
 INSTALL_STAMP := $(VENV)/.settleproof-installed
 
 # Test dirs that exist (pytest errors on a missing path); an empty list is an error below.
@@ -17,12 +20,12 @@ PYTEST_FLAGS ?= -p no:cacheprovider -ra --durations=10
 COMMON := abci http contract_api ledger_api signing tendermint ipfs
 ANALYSE_IGNORE := -i abstract_abci
 
-.PHONY: help install sync-packages demo demo-chaos bench test check lock constraints clean distclean
+.PHONY: help install tendermint sync-packages demo demo-chaos bench test check lock constraints clean distclean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-install: $(INSTALL_STAMP) $(ANVIL) sync-packages ## venv + pinned deps + editable project, third-party packages, anvil (idempotent)
+install: $(INSTALL_STAMP) $(ANVIL) tendermint sync-packages ## venv + pinned deps + editable project, third-party packages, anvil, Tendermint (idempotent)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +46,17 @@ $(ANVIL): tools/package.json tools/package-lock.json
 	cd .tools && npm ci --no-audit --no-fund --loglevel=error
 	test -x $@ && touch $@
 	$@ --version
+
+# Skipped when the binary already reports the version. `go install ...@v0.34.19` would need the
+# module's version list (its deprecation check), which the proxy refuses here, so tools/tendermint
+# pins the module in a go.mod/go.sum of ours and `go build` makes the same binary.
+tendermint: ## build Tendermint v0.34.19 into .tools/bin (needs Go; about a minute on a fresh machine)
+	@if $(TENDERMINT) version 2>/dev/null | grep -qx '$(TENDERMINT_VERSION)'; then exit 0; fi; \
+	command -v go >/dev/null || { echo "make install: no Go toolchain on PATH; Tendermint v$(TENDERMINT_VERSION) is built with it (install Go 1.22 or newer)" >&2; exit 1; }; \
+	echo "building Tendermint v$(TENDERMINT_VERSION) into $(TENDERMINT) ..."; \
+	mkdir -p $(dir $(TENDERMINT)); \
+	cd tools/tendermint && go build -mod=readonly -trimpath -buildvcs=false -o $(CURDIR)/$(TENDERMINT) github.com/tendermint/tendermint/cmd/tendermint
+	@$(TENDERMINT) version | grep -qx '$(TENDERMINT_VERSION)' || { echo "make install: $(TENDERMINT) is not v$(TENDERMINT_VERSION)" >&2; exit 1; }
 
 demo: install ## the local multi-agent demo: anvil, 3 RPC endpoints, merchant, devnet with 4 agents, 20 invoices
 	$(BIN)/python -m settleproof.demo

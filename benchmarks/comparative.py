@@ -1,7 +1,7 @@
 """Comparative benchmark (issue 7 item 5): SettleProof against a no-consensus reference poller, same workload.
 
 First SettleProof: anvil (1 s blocks), three honest chaos proxies, the merchant
-and the devnet of 4 real agents, confirmations 3, as in `make demo`. Once a
+and 4 real agents on 4 Tendermint validators, confirmations 3, as in `make demo`. Once a
 first period has been checkpointed, `--invoices` invoices are created and paid
 at `--rate` payments per second (raw `eth_sendTransaction` from anvil's dev
 accounts, mined by the 1 s blocks), and the benchmark waits for every verified
@@ -57,7 +57,9 @@ from settleproof.devnet.network import Devnet  # noqa: E402
 from settleproof.erc20 import deploy_token  # noqa: E402
 from settleproof.merchant import MerchantServer, new_secret  # noqa: E402
 from settleproof.service_env import settleproof_env  # noqa: E402
-from support import add_service_args, cpu_seconds, rss_bytes, say, service_settings, wait_for_events  # noqa: E402
+from support import (  # noqa: E402
+    add_service_args, agent_pids, cpu_seconds, node_pids, rss_bytes, say, service_settings, wait_for_events,
+)
 
 TRANSFER_SELECTOR = "0xa9059cbb"
 PROVIDERS = 3
@@ -98,7 +100,9 @@ ROWS: Tuple[Tuple[str, str], ...] = (
     ("cpu_s_per_process", "CPU s per agent (mean) / poller"),
     ("cpu_s_total", "CPU s, whole service / poller"),
     ("peak_rss_mb_per_process", "peak RSS MB per agent (max) / poller"),
-    ("peak_rss_mb_total", "peak RSS MB, whole service (sum) / poller"),
+    ("peak_rss_mb_total", "peak RSS MB, agents (sum) / poller"),
+    ("cpu_s_per_node", "CPU s per Tendermint node (mean)"),
+    ("peak_rss_mb_per_node", "peak RSS MB per Tendermint node (max)"),
 )
 
 
@@ -109,8 +113,15 @@ def ratios(ours: Dict[str, Any], floor: Dict[str, Any]) -> Dict[str, Optional[fl
 
 def figures(latency: Dict[str, Any], settled: int, seconds: Optional[float], traffic: Dict[str, int],
             cpu: Dict[str, float], rss_mb: Dict[str, float]) -> Dict[str, Any]:
-    """One side's compared figures from its raw measurements (per process: CPU s and peak RSS MB)."""
+    """One side's compared figures from its raw measurements (per process: CPU s and peak RSS MB).
+
+    Processes named `node<i>` are Tendermint nodes, reported apart from the agents (or the poller).
+    """
     per = settled or None
+    nodes_cpu = {name: value for name, value in cpu.items() if name.startswith("node")}
+    nodes_rss = {name: value for name, value in rss_mb.items() if name.startswith("node")}
+    cpu = {name: value for name, value in cpu.items() if name not in nodes_cpu}
+    rss_mb = {name: value for name, value in rss_mb.items() if name not in nodes_rss}
 
     def each(total: float) -> Optional[float]:
         return round(total / per, 3) if per else None
@@ -124,6 +135,8 @@ def figures(latency: Dict[str, Any], settled: int, seconds: Optional[float], tra
         "cpu_s_total": round(sum(cpu.values()), 2) if cpu else None,
         "peak_rss_mb_per_process": max(rss_mb.values()) if rss_mb else None,
         "peak_rss_mb_total": round(sum(rss_mb.values()), 1) if rss_mb else None,
+        "cpu_s_per_node": round(sum(nodes_cpu.values()) / len(nodes_cpu), 2) if nodes_cpu else None,
+        "peak_rss_mb_per_node": max(nodes_rss.values()) if nodes_rss else None,
     }
 
 
@@ -448,7 +461,8 @@ def run_settleproof(args: argparse.Namespace, data_dir: Path) -> Tuple[Dict[str,
             devnet.agent(0).wait_for(event("checkpoint"), 300, "a first period")  # a warm service: one period done
         except AgentError as error:
             return {"error": f"the service did not start: {str(error).splitlines()[0]}"}, []
-        pids = {f"agent{a['index']}": a["pid"] for a in devnet.manifest()["agents"]}
+        manifest = devnet.manifest()
+        pids = {**agent_pids(manifest), **node_pids(manifest)}
         return stage.measure("SettleProof", Window(pids, proxies, args.sample_interval), args)
 
 
@@ -469,8 +483,8 @@ def run_reference(args: argparse.Namespace, log_path: Path) -> Tuple[Dict[str, A
 
 NOTE = ("Latency: from the timestamp of block (payment block + {c}) to the merchant's verified receipt "
         "(anvil timestamps are whole seconds). {n} invoices paid at {r}/s (1 s blocks, confirmations {c}); "
-        "window for RPC, CPU and RSS: first payment to last verified webhook. SettleProof's consensus "
-        "chain is the devnet's in-process stand-in, so its CPU is not in the agents' figures. "
+        "window for RPC, CPU and RSS: first payment to last verified webhook. SettleProof runs on 4 real "
+        "Tendermint validators, one per agent; a node's figures are its control server and `tendermint node`. "
         "Reference poller: one subprocess, one provider, a pass every {p} s.")
 
 

@@ -3,12 +3,13 @@
 Sets up anvil with an ERC-20, three (honest) chaos proxies, the merchant
 simulator answering each webhook after `--latency-ms`, `--settlements` open
 invoices and one payment for each, all mined into one block kept just short of
-the confirmation depth. Then it starts the devnet with 4 real agents, waits
+the confirmation depth. Then it starts the local network with 4 real agents on 4 Tendermint validators, waits
 until a period has gone through with every invoice observed, and mines the
 confirmation depth in one step (t0). It reports the wall time from t0, and from
 the start of the period that picked the payments up, to the last verified
-webhook; and each agent's CPU time (user+sys of the process tree, read from
-/proc: the venv has no psutil) from t0 and from the first webhook to the last.
+webhook; each agent's CPU time (user+sys of the process tree, psutil) from t0
+and from the first webhook to the last; each Tendermint node's CPU time from
+t0 to the checkpoint; and every agent's and node's resident memory then.
 The keeper is the agent that logged "delivering" with a due count; its CPU is
 given per delivery, also minus the mean of the others over the same window (the
 share delivery costs). A benchmark, not a test: it reports, it asserts nothing;
@@ -45,7 +46,9 @@ from settleproof.devnet.network import Devnet  # noqa: E402
 from settleproof.erc20 import deploy_token  # noqa: E402
 from settleproof.merchant import MerchantServer, MerchantTimeout, new_secret  # noqa: E402
 from settleproof.service_env import settleproof_env  # noqa: E402
-from support import add_service_args, cpu_seconds, say, service_settings, wait_for_events  # noqa: E402
+from support import (  # noqa: E402
+    add_service_args, agent_pids, cpu_seconds, node_pids, rss_bytes, say, service_settings, wait_for_events,
+)
 
 TRANSFER_SELECTOR = "0xa9059cbb"
 PROVIDERS = 3
@@ -176,8 +179,11 @@ def run(args: argparse.Namespace, data_dir: Path) -> Dict[str, Any]:
         if error is not None:
             report["error"] = f"no period completed before t0: {error}"
             return report
-        pids = {agent["index"]: agent["pid"] for agent in devnet.manifest()["agents"]}
+        manifest = devnet.manifest()
+        pids = {agent["index"]: agent["pid"] for agent in manifest["agents"]}
+        nodes = node_pids(manifest)
         before = {i: cpu_seconds(pid) for i, pid in pids.items()}
+        nodes_before = {name: cpu_seconds(pid) for name, pid in nodes.items()}
         node.rpc("anvil_mine", [hex(args.confirmations)])
         t0 = time.time()
         say(f"payments at confirmation depth (block {node.block_number()}); waiting for the webhooks ...")
@@ -196,6 +202,9 @@ def run(args: argparse.Namespace, data_dir: Path) -> Dict[str, Any]:
         if report["error"] is None:
             report["error"] = wait_for_checkpoint(devnet, report["chain"]["last_block"], timeout=120)
         at_checkpoint = {i: cpu_seconds(pid) for i, pid in pids.items()}
+        nodes_cpu = {name: round(cpu_seconds(pid) - nodes_before[name], 3) for name, pid in nodes.items()}
+        rss_mb = {name: round(rss_bytes(pid) / 2**20, 1)
+                  for name, pid in {**agent_pids(manifest), **nodes}.items()}
         state = merchant.report()
         state_arrivals = list(merchant.arrivals)
         logs = analyse(devnet, t0, settled_at)
@@ -241,6 +250,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> Dict[str, Any]:
         "cpu_t0_to_last_webhook": per_delivery("t0_to_last_webhook"),
         "cpu_first_to_last_webhook": per_delivery("first_to_last_webhook"),
         "cpu_seconds_by_agent": cpu,
+        "cpu_seconds_by_node_t0_to_checkpoint": nodes_cpu,
+        "rss_mb_at_checkpoint": rss_mb,
         "logs": logs,
     })
     return report

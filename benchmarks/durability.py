@@ -39,7 +39,7 @@ from settleproof.devnet.network import Devnet  # noqa: E402
 from settleproof.erc20 import deploy_token  # noqa: E402
 from settleproof.merchant import MerchantServer, new_secret  # noqa: E402
 from settleproof.service_env import settleproof_env  # noqa: E402
-from support import rss_bytes  # noqa: E402
+from support import node_pids, rss_bytes  # noqa: E402
 
 from packages.settleproof.skills.settlement_abci.outbox import dumps_processed, retain  # noqa: E402
 from packages.settleproof.skills.settlement_abci.recovery import CommittedState  # noqa: E402
@@ -98,8 +98,9 @@ def measure(events: int, workdir: Path) -> Dict[str, Any]:
         for index in range(AGENTS):  # memory once a resumed period has been committed
             devnet.agent(index).wait_for(event("checkpoint", commit_seq=store["commits"] + 1), 120, "a resumed commit")
         rss = [round(rss_bytes(devnet.agent(index).pid) / 2**20, 1) for index in range(AGENTS)]
+        node_rss = [round(rss_bytes(pid) / 2**20, 1) for pid in node_pids(devnet.manifest()).values()]
     return {"events": events, "store": store, "recovered": resumed,
-            "recovery_seconds": max(r["seconds"] for r in resumed), "agent_rss_mb": rss}
+            "recovery_seconds": max(r["seconds"] for r in resumed), "agent_rss_mb": rss, "node_rss_mb": node_rss}
 
 
 def main() -> None:

@@ -1,13 +1,15 @@
-"""What the benchmarks share: progress on stderr, the agents' CPU and memory, waiting for webhooks.
+"""What the benchmarks share: progress on stderr, the agents' and nodes' CPU and memory, waiting for webhooks.
 
 Benchmarks print their JSON report on stdout, so progress goes to stderr.
-CPU and memory are per process tree (an agent's `aea run` and its children).
+CPU and memory are per process tree: an agent's `aea run` and its children;
+a Tendermint node's control server and the `tendermint node` it runs (and
+restarts at resets: the CPU of the nodes it reaped counts too).
 """
 
 import argparse
 import sys
 import time
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import psutil
 
@@ -33,6 +35,16 @@ def add_service_args(parser: argparse.ArgumentParser, confirmations: int) -> Non
 def service_settings(args: argparse.Namespace) -> FrameworkSettings:
     """The framework settings `add_service_args` asked for."""
     return FrameworkSettings(round_timeout=args.round_timeout, reset_pause_duration=args.reset_pause)
+
+
+def agent_pids(manifest: Dict[str, Any]) -> Dict[str, int]:
+    """`agent<i>` -> the agent's PID, from a devnet manifest."""
+    return {f"agent{a['index']}": a["pid"] for a in manifest["agents"]}
+
+
+def node_pids(manifest: Dict[str, Any]) -> Dict[str, int]:
+    """`node<i>` -> the PID of the node's control server (its tree holds the `tendermint node`)."""
+    return {f"node{a['index']}": a["node"]["control_pid"] for a in manifest["agents"]}
 
 
 def tree(pid: int) -> List[psutil.Process]:

@@ -33,12 +33,15 @@ def test_figures_and_table() -> None:
     """Per-settlement and per-process figures, and one table row per figure with its ratio."""
     latency = comparative.summarize([1.0, 2.0])
     ours = comparative.figures(latency, 10, 30.0, {"requests": 50, "bytes": 20_000},
-                               {"agent0": 2.0, "agent1": 4.0}, {"agent0": 100.0, "agent1": 120.0})
+                               {"agent0": 2.0, "agent1": 4.0, "node0": 1.0, "node1": 2.0},
+                               {"agent0": 100.0, "agent1": 120.0, "node0": 30.0, "node1": 40.0})
     floor = comparative.figures(latency, 10, 60.0, {"requests": 10, "bytes": 2_000}, {"poller": 0.5}, {"poller": 20.0})
     assert ours["settlements_per_minute"] == 20.0
     assert ours["rpc_requests_per_settlement"] == 5.0 and ours["rpc_kb_per_settlement"] == 2.0
     assert ours["cpu_s_per_process"] == 3.0 and ours["cpu_s_total"] == 6.0
     assert ours["peak_rss_mb_per_process"] == 120.0 and ours["peak_rss_mb_total"] == 220.0
+    assert ours["cpu_s_per_node"] == 1.5 and ours["peak_rss_mb_per_node"] == 40.0  # nodes apart from agents
+    assert floor["cpu_s_per_node"] is None
     table = comparative.markdown_table(ours, floor, "a note")
     assert table.count("\n|") == len(comparative.ROWS) + 1
     assert "| RPC requests per settlement (all providers) | 5 | 1 | 5 |" in table

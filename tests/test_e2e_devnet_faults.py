@@ -1,11 +1,14 @@
-"""4 real agents on the devnet keep settling through provider faults and an agent outage.
+"""4 real agents on 4 Tendermint validators keep settling through provider faults and agent outages.
 
-One devnet run, four phases: a provider down; then, with another provider
+One run, four phases: a provider down; then, with another provider
 fabricating a payment in every answer from there on, an agent down (3 of 4 is
 still the threshold); then the agent back: it rejoins and follows live blocks.
 Every paid invoice reaches the merchant exactly once, verified, and the
 fabricated payments never settle the open invoice they target. Last, two agents
-down: below the threshold, rounds are retried, and /metrics counts the retries.
+killed as a period starts: a validator cannot run without its app, so the chain
+halts; started again, the two are replayed the chain, blocks resume, and the
+round that was running times out on block time and runs again: /metrics counts
+the retry.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def test_provider_down_then_agent_down_then_back(  # pylint: disable=too-many-lo
         env = settleproof_env(urls, token, merchant, webhook_secret, 2, w3.eth.block_number)
         # The lowest receiver comes first in every log filter: the liar's fake payments pay it.
         bait = merchant.add_invoice(token=token, receiver="0x" + "0" * 39 + "1", amount="1000")
-        net = devnet_factory(4, env, block_interval=0.5, settings=FAST)
+        net = devnet_factory(4, env, settings=FAST)
         net.wait_registered(timeout=180)
         expected: List[str] = []
 
@@ -81,20 +84,32 @@ def test_provider_down_then_agent_down_then_back(  # pylint: disable=too-many-lo
         net.agent(3).wait_for(checkpoint_at_least(block), 240, "agent 3 following live blocks")
         liar_traffic = providers[2].traffic()
 
-        # Two of four down as a period starts (so inside the settlement rounds, not in a reset):
-        # no threshold, so rounds end without agreement and run again; the agents still up count
-        # each retry, by round, on their /metrics.
+        # Two of four killed as a period starts (so inside the settlement rounds, not in a reset): their
+        # nodes wait for their apps, so 2 of 4 validators are gone and the chain halts. Started again,
+        # the agents are replayed the chain; the first new block is stamped long after the halt, so the
+        # round that was running times out and is run again: the agents count it on their /metrics.
         retries_before = total(scrape(net.metrics_url(0)), "consensus_round_retries_total")
         latest, _ = latest_keeper([net.agent(0).lines])
         net.agent(0).wait_for(lambda line: period_started(line, latest + 1), 120, "the next period")
         net.kill_agent(2)
         net.kill_agent(3)
+        halted_at = max(net.node(0).height(), net.node(1).height())
+        shop = Account.create().address
+        invoice = merchant.add_invoice(token=token, receiver=shop, amount="1000")
+        paid = transfer(w3, token, payer, shop, 1000)
+        expected.append(f"{invoice['uuid']}:{paid.tx_hash}")
+        stall = net.node(0).height()
+        assert stall <= halted_at + 1 and len(merchant.events()) == len(expected) - 1  # halted: nothing new
+        net.start_agent(2)
+        net.start_agent(3)
+        merchant.wait_for_events(len(expected), timeout=240)
         stalled = wait_for_metrics(
             net.metrics_url(0), lambda m: total(m, "consensus_round_retries_total") > retries_before, 120
         )
         retried = {labels["round"] for labels, _ in stalled["consensus_round_retries_total"]}
         assert total(stalled, "consensus_round_retries_total") > retries_before
         assert retried and all(name.endswith("_round") for name in retried)
+        assert net.node(0).height() > stall  # the chain moved on
 
     report = merchant.report()
     assert {e["id"] for e in merchant.events()} == set(expected)

@@ -2,8 +2,9 @@
 
 Two real runs:
 
-* the devnet with four agents, restarted as a whole twice (kill -9 on every
-  agent, chain stopped and started again on the same data dir), once between
+* the local network with four agents on four Tendermint validators, restarted
+  as a whole twice (kill -9 on every agent and every node, then started again
+  on the same data dir), once between
   payments and once during a Checkpoint round, plus one agent restarted
   mid-period and, at the end, one agent started again on a damaged store;
 * one agent (abci mock) on an anvil that only mines on demand, so reorgs
@@ -134,9 +135,13 @@ def wait_resting(net: Devnet, indices: List[int], block: int) -> None:
 
 
 def kill_all(net: Devnet) -> None:
-    """kill -9 every agent, then stop the chain (it keeps nothing): a host reboot."""
+    """kill -9 every agent and every Tendermint node, then stop what is left: a host reboot.
+
+    The devnet starts a fresh testnet on the same data dir; the agents resume from their stores.
+    """
     for index in range(len(net.slots)):
         net.kill_agent(index)
+        net.kill_node(index)
     net.stop()
 
 
@@ -186,7 +191,7 @@ def test_restarts_resume_from_the_committed_state(  # pylint: disable=too-many-l
     payer = w3.eth.accounts[1]
     providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost")]
     env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
-    net = devnet_factory(4, env, block_interval=0.5, settings=FAST)
+    net = devnet_factory(4, env, settings=FAST)
     expected = set()
 
     def pay(number: int, amount: int = 1000) -> int:

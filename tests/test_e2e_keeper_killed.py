@@ -64,7 +64,7 @@ def test_keeper_killed_after_post_before_consensus(
     providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost")]
     env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
     merchant.delay(HOLD_SECONDS, count=1)  # the first POST is held: sent, but not answered yet
-    net = devnet_factory(4, env, block_interval=0.5, settings=FAST)
+    net = devnet_factory(4, env, settings=FAST)
     paid = transfer(w3, token, w3.eth.accounts[1], shop, 1000)
     net.wait_registered(timeout=180)
 

@@ -59,7 +59,7 @@ def wait_for_metric(url: str, name: str, timeout: float) -> str:
 
 def test_agent_endpoints_and_status(devnet_factory: Callable[..., Devnet]) -> None:  # noqa: F811
     """Prometheus text with our metrics, a healthcheck naming an FSM round, 404 elsewhere, and the status table."""
-    net = devnet_factory(1, OFFLINE_ENV, block_interval=0.5, settings=FAST)
+    net = devnet_factory(1, OFFLINE_ENV, settings=FAST)
     net.wait_registered(timeout=120)
     url = net.metrics_url(0)
 

@@ -1,7 +1,7 @@
 """`make demo`: the whole service on one machine, paid invoices confirmed end to end.
 
 anvil (1 s blocks) with an ERC-20, three RPC endpoints in front of it, the
-merchant simulator, and the devnet with 4 real agents. The demo creates 20
+merchant simulator, and 4 real agents on 4 Tendermint validators. The demo creates 20
 invoices, pays them (plus one payment that matches no invoice and a second
 payment of one invoice), waits for the verified webhooks, and prints a table of
 latencies from the payment's block reaching the confirmation depth to the
@@ -152,7 +152,7 @@ def run(data_dir: Path, timeout: float) -> None:
         env = settleproof_env(providers, token, merchant, secret, CONFIRMATIONS, w3.eth.block_number)
         click.echo(f"anvil {anvil.url}, token {token}, providers {', '.join(providers)}")
         devnet = Devnet(AGENTS, data_dir, env=env, settings=FrameworkSettings(round_timeout=20.0))
-        click.echo(f"starting the devnet with {AGENTS} agents in {data_dir} ...")
+        click.echo(f"starting {AGENTS} agents on {AGENTS} Tendermint validators in {data_dir} ...")
         stack.enter_context(devnet)
         height = devnet.wait_registered(timeout=240)
         click.echo(f"all {AGENTS} agents registered (chain height {height}); paying invoices")

@@ -20,11 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from settleproof.devnet.network import Devnet
 
 REGISTRATION_TIMEOUT = 300.0
+MANIFEST_REFRESH = 2.0  # seconds: the control servers restart their nodes (new PIDs) on resets
 
 
 @click.group(name="devnet")
 def devnet() -> None:
-    """Run a local multi-agent devnet (a single-validator development chain, not a BFT network)."""
+    """Run a local multi-agent network: N real agents on N real Tendermint validators."""
 
 
 @devnet.command(name="up")
@@ -32,10 +33,10 @@ def devnet() -> None:
               help="Number of agents.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".devnet"),
               show_default=True, help="Keys, agent folders, stores, logs and devnet.json.")
-@click.option("--block-interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
-              help="Seconds between blocks (empty blocks too).")
+@click.option("--block-interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between blocks (Tendermint's timeout_commit; empty blocks too).")
 def up(n_agents: int, data_dir: Path, block_interval: float) -> None:
-    """Start the chain and N agents with the SETTLEPROOF_* settings of this environment; stop on SIGINT/SIGTERM."""
+    """Start N validators and N agents with the SETTLEPROOF_* settings of this environment; stop on SIGINT/SIGTERM."""
     # Local imports keep `settleproof --help` fast (the framework import is slow).
     from settleproof.agent_runner import AgentError  # pylint: disable=import-outside-toplevel
     from settleproof.devnet.network import Devnet  # pylint: disable=import-outside-toplevel
@@ -57,7 +58,8 @@ def up(n_agents: int, data_dir: Path, block_interval: float) -> None:
             return
         click.echo(f"devnet: {n_agents} agents registered, chain at height {height}; "
                    f"see {net.data_dir / 'devnet.json'}; Ctrl-C to stop")
-        stop.wait()
+        while not stop.wait(MANIFEST_REFRESH):
+            net.refresh_manifest()
     except AgentError as exc:
         if stop.is_set():  # interrupted while fetching or starting: the failure is ours
             return

@@ -1,10 +1,12 @@
-"""``Devnet``: N real ``aea run`` agents on one development chain, and the faults tests inject into them.
+"""``Devnet``: N real ``aea run`` agents on N real Tendermint validators, and the faults tests inject into them.
 
-It starts the IPFS probe stub, the chain (validator, nodes, RPC/com servers)
-and the agents, writes ``D/devnet.json``, and stops everything it started, by
-PID, in reverse order. Agents are ``agent_runner.AgentProcess``es; a restarted
-agent is a new ``AgentProcess`` (fresh captured lines, same log file), so ask
-``agent(i)`` again after a restart.
+It starts the IPFS probe stub, a fresh testnet (one genesis, one validator
+home per agent under ``D/nodes/``), the P2P links between the nodes, one
+framework control server and node per agent, and the agents; writes
+``D/devnet.json``; and stops everything it started, by PID, agents first.
+Agents are ``agent_runner.AgentProcess``es; a restarted agent is a new
+``AgentProcess`` (fresh captured lines, same log file), so ask ``agent(i)``
+again after a restart.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Any, Dict, List, Mapping, Optional
 from settleproof import agent_runner
 from settleproof.devnet import agents as agent_files
 from settleproof.devnet.agents import AgentSlot, FrameworkSettings
-from settleproof.devnet.server import DevChain
+from settleproof.devnet import tendermint
+from settleproof.devnet.links import PeerLinks
+from settleproof.devnet.nodes import NodePorts, NodeProcess
 from settleproof.ports import free_port
 from settleproof.ipfs_stub import IpfsStub
 
@@ -40,10 +44,14 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         agents: int,
         data_dir: Path,
         env: Optional[Mapping[str, str]] = None,
-        block_interval: float = 0.5,
+        block_interval: float = 1.0,
         settings: FrameworkSettings = FrameworkSettings(),
     ) -> None:
-        """Nothing runs until ``start()``; ``env`` supplies the SETTLEPROOF_* settings (default: ours)."""
+        """Nothing runs until ``start()``; ``env`` supplies the SETTLEPROOF_* settings (default: ours).
+
+        ``block_interval`` is Tendermint's ``timeout_commit``, the pause between
+        blocks when every validator is up (see ``tendermint.Timeouts``).
+        """
         if agents < 1:
             raise ValueError("a devnet needs at least one agent")
         self.data_dir = Path(data_dir).resolve()
@@ -52,7 +60,8 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         self.block_interval = block_interval
         self.settings = settings
         self.addresses: List[str] = []
-        self.chain: Optional[DevChain] = None
+        self.nodes: List[NodeProcess] = []
+        self.links: Optional[PeerLinks] = None
         self.ipfs: Optional[IpfsStub] = None
         self._agents: List[Optional[agent_runner.AgentProcess]] = [None] * agents
         self._envs: List[Dict[str, str]] = []
@@ -62,27 +71,48 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
     # ------------------------------------------------------------------ life cycle
     def prepare(self, refresh: bool = True) -> List[str]:
         """Keys and agent folders (see ``agents`` for the layout); the agents' addresses."""
-        for sub in ("agents", "keys", "logs"):
+        for sub in ("agents", "keys", "logs", "nodes"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         self.addresses = agent_files.prepare_all(self.slots, refresh)
         return self.addresses
 
     def start(self) -> "Devnet":
-        """Start the IPFS stub, the chain and every agent (``prepare()`` first if not done)."""
+        """Start the IPFS stub, the validators and every agent (``prepare()`` first if not done)."""
         if not self.addresses:
             self.prepare()
         self._started_at = datetime.now(timezone.utc).isoformat()
         self._log_to_file()
         try:
             self.ipfs = IpfsStub().start()
-            self.chain = DevChain([free_port() for _ in self.slots], self.block_interval).start()
+            self._start_nodes()
             self._envs = [self._env(slot) for slot in self.slots]
             for slot in self.slots:
                 self.start_agent(slot.index)
+            self.write_manifest()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_nodes(self) -> None:
+        """A fresh testnet on every start: the agents resume from their own stores, not from old blocks."""
+        binary = tendermint.tendermint_binary()
+        homes = tendermint.create_testnet(binary, len(self.slots), self.data_dir / "nodes")
+        ports = [NodePorts(p2p=free_port(), rpc=free_port(), abci=free_port(), com=free_port()) for _ in homes]
+        self.links = PeerLinks(len(homes)).start({index: port.p2p for index, port in enumerate(ports)})
+        ids = [tendermint.node_id(home) for home in homes]
+        timeouts = tendermint.Timeouts.for_block_interval(self.block_interval)
+        for index, home in enumerate(homes):
+            peers = [f"{ids[peer]}@127.0.0.1:{self.links.port(index, peer)}" for peer in range(len(homes))
+                     if peer != index]
+            tendermint.configure(home, peers, timeouts, moniker=f"node{index}")
+        self.nodes = [NodeProcess(index, home, ports[index], binary, self.data_dir / "logs")
+                      for index, home in enumerate(homes)]
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            node.wait_node_pid(timeout=30)
+        LOG.info("%d validators started (timeouts %s)", len(self.nodes), timeouts)
 
     def _log_to_file(self) -> None:
         """Chain events (handshakes, resets, lost connections) go to ``D/logs/devnet.log``."""
@@ -93,22 +123,23 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         self._log_handler = handler
 
     def _env(self, slot: AgentSlot) -> Dict[str, str]:
-        chain = self.chain
-        assert chain is not None and self.ipfs is not None  # nosec
+        assert self.ipfs is not None  # nosec
+        node = self.nodes[slot.index]
         env = agent_files.agent_env(
-            slot, self.addresses, chain.ports[slot.index].abci, chain.rpc_url(slot.index),
-            chain.com_url(slot.index), self.ipfs.multiaddr, self.settings, self.user_env,
+            slot, self.addresses, node.ports.abci, node.rpc_url, node.com_url, self.ipfs.multiaddr,
+            self.settings, self.user_env,
         )
         Path(env["SETTLEPROOF_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         return env
 
     def stop(self) -> None:
-        """Stop every agent (SIGINT, then SIGKILL; all at once), the chain and the stub; safe to call twice."""
+        """Stop every agent (SIGINT, then SIGKILL; all at once), the nodes, the links and the stub; safe to call twice."""
         with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
             list(pool.map(self.stop_agent, range(len(self.slots))))
-        if self.chain is not None:
-            self.chain.stop()
-            self.chain = None
+            list(pool.map(lambda node: node.stop(), self.nodes))
+        if self.links is not None:
+            self.links.stop()
+            self.links = None
         if self.ipfs is not None:
             self.ipfs.stop()
             self.ipfs = None
@@ -138,7 +169,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         return f"http://127.0.0.1:{agent_runner.served_port(self._envs[index])}"
 
     def wait_registered(self, timeout: float, indices: Optional[List[int]] = None) -> int:
-        """Block until the agents left registration; the chain's height then."""
+        """Block until the agents left registration; the first live node's height then."""
         deadline = time.monotonic() + timeout
         for index in indices if indices is not None else range(len(self.slots)):
             remaining = max(0.0, deadline - time.monotonic())
@@ -152,8 +183,11 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
                 raise agent_runner.AgentError(
                     f"agent {index} {state} before registering: {last}\n(log: {process.log_path})"
                 ) from exc
-        assert self.chain is not None  # nosec
-        return self.chain.head()
+        return self.height()
+
+    def height(self) -> int:
+        """The highest block any node holds now."""
+        return max((node.height() for node in self.nodes), default=0)
 
     # ------------------------------------------------------------------ faults
     def start_agent(self, index: int) -> agent_runner.AgentProcess:
@@ -184,44 +218,70 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         self.stop_agent(index)
         return self.start_agent(index)
 
-    def pause_agent(self, index: int) -> None:
-        """Stop delivering blocks to agent ``index`` (and relaying its txs): a partitioned node."""
-        self._chain().pause(index)
+    def node(self, index: int) -> NodeProcess:
+        """Agent ``index``'s Tendermint node."""
+        return self.nodes[index]
 
-    def resume_agent(self, index: int) -> None:
-        """Deliver again; the agent catches up on the blocks it missed."""
-        self._chain().resume(index)
+    def kill_node(self, index: int) -> None:
+        """kill -9 agent ``index``'s ``tendermint node`` (its control server and agent live on)."""
+        self.nodes[index].kill()
+        self.write_manifest()
 
-    def _chain(self) -> DevChain:
-        if self.chain is None:
+    def stop_node(self, index: int) -> None:
+        """Stop agent ``index``'s control server and node, as a stopped container would."""
+        self.nodes[index].stop()
+        self.write_manifest()
+
+    def start_node(self, index: int) -> None:
+        """Start agent ``index``'s control server and node again on the same home: it resumes from its blocks."""
+        self.nodes[index].start()
+        self.write_manifest()
+
+    def restart_node(self, index: int) -> None:
+        """Stop, then start agent ``index``'s node (a container restart)."""
+        self.stop_node(index)
+        self.start_node(index)
+
+    def cut_node(self, index: int) -> None:
+        """Cut agent ``index``'s node off from its peers (its agent and RPC still work): a partition."""
+        self._links().cut(index)
+
+    def heal_node(self, index: int) -> None:
+        """Reconnect agent ``index``'s node; it catches up on the blocks it missed."""
+        self._links().heal(index)
+
+    def _links(self) -> PeerLinks:
+        if self.links is None:
             raise RuntimeError("devnet is not running")
-        return self.chain
+        return self.links
 
     # ------------------------------------------------------------------ manifest
     def manifest(self) -> Dict[str, Any]:
         """What runs where: the content of ``D/devnet.json``."""
-        chain = self._chain()
         agents = []
         for slot in self.slots:
-            ports = chain.ports[slot.index]
             process = self._agents[slot.index]
+            node = self.nodes[slot.index] if self.nodes else None
             agents.append({
                 "index": slot.index,
                 "name": slot.name,
                 "address": self.addresses[slot.index],
                 "pid": process.pid if process is not None else None,
-                "abci_port": ports.abci,
-                "rpc_port": ports.rpc,
-                "com_port": ports.com,
+                "abci_port": node.ports.abci if node is not None else None,
+                "rpc_port": node.ports.rpc if node is not None else None,
+                "com_port": node.ports.com if node is not None else None,
                 "metrics_port": agent_runner.served_port(self._envs[slot.index]) if self._envs else None,
                 "log": str(slot.log_path),
                 "folder": str(slot.folder),
                 "data_dir": self._envs[slot.index]["SETTLEPROOF_DATA_DIR"] if self._envs else None,
+                "node": node.manifest() if node is not None else None,
             })
         return {
             "devnet_pid": os.getpid(),
             "started_at": self._started_at,
             "block_interval": self.block_interval,
+            "chain_id": tendermint.CHAIN_ID,
+            "tendermint": tendermint.TENDERMINT_VERSION,
             "ipfs": self.ipfs.multiaddr if self.ipfs is not None else None,
             "devnet_log": str(self.data_dir / "logs" / "devnet.log"),
             "agents": agents,
@@ -234,3 +294,15 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         tmp.write_text(json.dumps(self.manifest(), indent=2) + "\n")
         tmp.replace(path)
         return path
+
+    def refresh_manifest(self) -> bool:
+        """Rewrite ``D/devnet.json`` if a PID changed (the control servers restart their nodes); whether it did."""
+        path = self.data_dir / "devnet.json"
+        current = self.manifest()
+        try:
+            if json.loads(path.read_text()) == current:
+                return False
+        except (OSError, ValueError):
+            pass
+        self.write_manifest()
+        return True
