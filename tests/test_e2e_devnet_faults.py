@@ -32,6 +32,7 @@ from tests.devnet_fixtures import (  # noqa: F401  # pylint: disable=unused-impo
     devnet_templates,
 )
 from tests.test_devnet import FAST
+from tests.test_e2e_bft import still_for
 
 
 def period_started(line: str, period: int) -> Optional[bool]:
@@ -98,7 +99,8 @@ def test_provider_down_then_agent_down_then_back(  # pylint: disable=too-many-lo
         invoice = merchant.add_invoice(token=token, receiver=shop, amount="1000")
         paid = transfer(w3, token, payer, shop, 1000)
         expected.append(f"{invoice['uuid']}:{paid.tx_hash}")
-        stall = net.node(0).height()
+        # The outage lasts longer than a round timeout, watched on the live nodes: no block meanwhile.
+        stall = max(still_for(net, [0, 1], FAST.round_timeout + 5))
         assert stall <= halted_at + 1 and len(merchant.events()) == len(expected) - 1  # halted: nothing new
         net.start_agent(2)
         net.start_agent(3)

@@ -47,18 +47,19 @@ def main(argv: Optional[list] = None) -> int:
         create_app,
     )
 
-    app, node = create_app()
-    stop_monitor_first(node)
-
     def on_signal(_signum: int, _frame: Optional[FrameType]) -> None:
         raise SystemExit(0)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    node = None
     try:
+        app, node = create_app()
+        stop_monitor_first(node)
         app.run(host=args.host, port=args.port)
     finally:
-        node.stop()
+        if node is not None:
+            node.stop()
     return 0
 
 
