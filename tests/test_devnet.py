@@ -79,6 +79,12 @@ def test_one_agent_on_a_real_validator(devnet_factory: Callable[..., Devnet]) ->
     address = net.addresses[0]
     forged = get_json(f"{rpc}/broadcast_tx_sync?tx=0x{signed_tx(Account.create().key, address)}")["result"]
     assert forged["code"] != 0  # the agent's CheckTx said no (Tendermint's broadcast reply carries no `info`)
+    # Not JSON, and JSON nested 200,000 deep (which once killed the agent with SIGSEGV inside
+    # json.loads, see settlement_abci.models.SAFE_RECURSION_LIMIT): refused, and the agent lives.
+    for garbage in (b"not json", b'{"payload": ' + b"[" * 200_000 + b"}"):
+        refused = get_json(f"{rpc}/broadcast_tx_sync?tx=0x{garbage.hex()}")["result"]
+        assert refused["code"] != 0
+    assert net.agent(0).process is not None and net.agent(0).process.poll() is None
 
     # Well signed, so CheckTx passes; but no round wants a registration now, so DeliverTx refuses it.
     # broadcast_tx_commit returns once the tx is in a committed block, with the app's DeliverTx verdict.

@@ -8,6 +8,9 @@ from typing import Any, Dict, List, Optional, Tuple
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 DECIMAL_RE = re.compile(r"^[0-9]+$")
 MAX_UUID_LENGTH = 128
+#: A uuid becomes part of the webhook id, which travels in HTTP headers: no CR, LF, space or other
+#: separator may reach them. URL-safe characters (RFC 3986 unreserved) and ':' only.
+UUID_RE = re.compile(r"[A-Za-z0-9._~:-]{1,%d}" % MAX_UUID_LENGTH)
 MAX_UINT256 = 2**256 - 1
 
 
@@ -59,8 +62,10 @@ def parse_invoice(entry: Any) -> Invoice:
     if not isinstance(entry, dict):
         raise InvalidInvoice(f"entry is a {type(entry).__name__}, not an object")
     uuid = entry.get("uuid")
-    if not isinstance(uuid, str) or not uuid.strip() or len(uuid) > MAX_UUID_LENGTH:
-        raise InvalidInvoice(f"field 'uuid': {uuid!r} is not a non-empty string")
+    if not isinstance(uuid, str) or not UUID_RE.fullmatch(uuid):
+        raise InvalidInvoice(
+            f"field 'uuid': {str(uuid)[:140]!r} is not 1-{MAX_UUID_LENGTH} characters of [A-Za-z0-9._~:-]"
+        )
     amount = entry.get("amount")
     if not isinstance(amount, str) or not DECIMAL_RE.fullmatch(amount):
         raise InvalidInvoice(f"field 'amount': {amount!r} is not a decimal string")

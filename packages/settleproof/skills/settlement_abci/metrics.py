@@ -137,6 +137,12 @@ class ConsensusMetrics:
             ["round"],
             registry=registry,
         )
+        self.byzantine_payloads = Counter(
+            "byzantine_payloads_total",
+            "Payloads refused at the door (malformed or impossible: no honest agent sends them), by round and reason",
+            ["round", "reason"],
+            registry=registry,
+        )
 
 
 class Metrics(Model):

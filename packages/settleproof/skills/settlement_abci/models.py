@@ -1,6 +1,7 @@
 """Skill models: the operator's settings, validated once, the shared state of the FSM, and the
 agent's own memory of its RPC providers."""
 
+import sys
 from typing import Any, Dict, Optional
 
 from aea.skills.base import Model
@@ -168,11 +169,27 @@ class SharedState(BaseSharedState):
         configure_rounds(params)
 
 
+#: py_ecc (imported with the framework's Ethereum packages) raises Python's recursion limit to
+#: 100,000. At that limit `json.loads` of a deeply nested text overflows the C stack and the process
+#: dies of SIGSEGV instead of raising RecursionError, and the framework decodes every incoming
+#: transaction with `json.loads` at CheckTx: one nested transaction from anyone who reaches a node
+#: would kill every agent. At 10,000 it raises, which the ABCI connection answers as a failed CheckTx.
+SAFE_RECURSION_LIMIT = 10_000
+
+
+def bound_recursion() -> None:
+    """Lower the recursion limit to `SAFE_RECURSION_LIMIT` if something raised it."""
+    if sys.getrecursionlimit() > SAFE_RECURSION_LIMIT:
+        sys.setrecursionlimit(SAFE_RECURSION_LIMIT)
+
+
 def configure_rounds(params: Params) -> None:
-    """Hand the rounds the settings they apply to agreed data (rounds cannot read params).
+    """Hand the rounds the settings they apply to agreed data (rounds cannot read params), and bound
+    the recursion limit (see `SAFE_RECURSION_LIMIT`) before any transaction is decoded.
 
     Every skill that runs these rounds (this one, the chained one) calls it from its shared state's setup.
     """
+    bound_recursion()
     CheckpointRound.policy = params.outbox_policy
     CheckpointRound.retention_blocks = params.processed_retention_blocks
     RecoverStateRound.retention_blocks = params.processed_retention_blocks

@@ -11,6 +11,8 @@ from packages.settleproof.skills.settlement_abci.agreement import (
     anchor_verdict,
 )
 from packages.settleproof.skills.settlement_abci.dedupe import derive_events
+from packages.settleproof.skills.settlement_abci.keeper import keeper_for
+from packages.settleproof.skills.settlement_abci import payload_checks as checks
 from packages.settleproof.skills.settlement_abci.payloads import (
     CheckpointPayload,
     DedupePayload,
@@ -24,12 +26,14 @@ from packages.settleproof.skills.settlement_abci.recovery import (
     CommittedState,
     resume_from,
 )
+from packages.settleproof.skills.settlement_abci.round_checks import CheckedPayloadRound
 from packages.settleproof.skills.settlement_abci.webhook import WebhookEvent
 from packages.valory.skills.abstract_round_abci.base import (
     AbciApp,
     AbciAppTransitionFunction,
     AppState,
     BaseSynchronizedData,
+    BaseTxPayload,
     CollectDifferentUntilThresholdRound,
     CollectSameUntilThresholdRound,
     DegenerateRound,
@@ -179,7 +183,7 @@ def with_state(data: BaseSynchronizedData, state: CommittedState) -> "Synchroniz
     )
 
 
-class RecoverStateRound(CollectDifferentUntilThresholdRound):
+class RecoverStateRound(CheckedPayloadRound, CollectDifferentUntilThresholdRound):
     """After registration: agree on the committed state to resume from (see `recovery`)."""
 
     payload_class = RecoverStatePayload
@@ -190,18 +194,18 @@ class RecoverStateRound(CollectDifferentUntilThresholdRound):
     #: How far back a resume may re-scan: the processed keys' retention window, set from the params.
     retention_blocks: int = 2000
 
+    def parse_payload(self, payload: BaseTxPayload) -> None:
+        """A committed state that matches its digest."""
+        checks.parse_recovery(cast(RecoverStatePayload, payload).state)
+
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """Once a threshold of reports arrived, resume from the state `resume_from` picks."""
         result = super().end_block()
         if result is None:
             return None
         data = cast(SynchronizedData, result[0])
-        reports = []
-        for payload in self.collection.values():
-            try:
-                reports.append(CommittedState.from_json(cast(RecoverStatePayload, payload).state))
-            except ValueError:
-                continue  # a damaged or forged report counts for nothing
+        # Every collected report passed `parse_recovery` at the door.
+        reports = [CommittedState.from_json(cast(RecoverStatePayload, p).state) for p in self.collection.values()]
         chosen = resume_from(
             reports, data.consensus_threshold, data.nb_participants, self.retention_blocks
         )
@@ -210,7 +214,7 @@ class RecoverStateRound(CollectDifferentUntilThresholdRound):
         return data, Event.DONE
 
 
-class SelectKeeperRound(CollectSameUntilThresholdRound):
+class SelectKeeperRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
     """Agree on the period's keeper, `sorted(participants)[period % n]`."""
 
     payload_class = SelectKeeperPayload
@@ -220,6 +224,13 @@ class SelectKeeperRound(CollectSameUntilThresholdRound):
     none_event = Event.NO_MAJORITY
     collection_key = get_name(SynchronizedData.participant_to_votes)
     selection_key = get_name(SynchronizedData.most_voted_keeper_address)
+
+    def parse_payload(self, payload: BaseTxPayload) -> None:
+        """The keeper every honest agent computes for this period."""
+        data = self.synchronized_data
+        keeper = checks.parse_keeper(cast(SelectKeeperPayload, payload).keeper, data.participants)
+        if keeper != keeper_for(data.participants, data.period_count):
+            raise checks.InvalidPayload("wrong_keeper", f"{keeper} is not the keeper of period {data.period_count}")
 
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """Start the period with no failover counted."""
@@ -232,7 +243,7 @@ class SelectKeeperRound(CollectSameUntilThresholdRound):
         return result
 
 
-class FetchLogsQuorumRound(CollectDifferentUntilThresholdRound):
+class FetchLogsQuorumRound(CheckedPayloadRound, CollectDifferentUntilThresholdRound):
     """Agree on the range, the open invoices and the payments seen by a quorum of agents."""
 
     payload_class = FetchLogsQuorumPayload
@@ -241,18 +252,20 @@ class FetchLogsQuorumRound(CollectDifferentUntilThresholdRound):
     collection_key = get_name(SynchronizedData.participant_to_observation)
     required_block_confirmations = 0
 
+    def parse_payload(self, payload: BaseTxPayload) -> None:
+        """An observation with every field in shape and bound."""
+        checks.parse_observation(cast(FetchLogsQuorumPayload, payload).observation)
+
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """Once a threshold of observations arrived, derive the agreement from them."""
         result = super().end_block()
         if result is None:
             return None
         data = cast(SynchronizedData, result[0])
-        observations = []
-        for payload in self.collection.values():
-            try:
-                observations.append(Observation.from_json(cast(FetchLogsQuorumPayload, payload).observation))
-            except ValueError:
-                continue  # a malformed observation counts as none: fewer agents saw anything
+        # Every collected observation passed `parse_observation` at the door.
+        observations = [
+            Observation.from_json(cast(FetchLogsQuorumPayload, p).observation) for p in self.collection.values()
+        ]
         verdict = anchor_verdict(
             data.checkpoint_hash, [o.anchor_hash for o in observations], data.consensus_threshold
         )
@@ -305,7 +318,7 @@ def next_block(checkpoint: Optional[int]) -> Optional[int]:
     return None if checkpoint is None else checkpoint + 1
 
 
-class DedupeRound(CollectSameUntilThresholdRound):
+class DedupeRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
     """Agree on the new events and record them in the outbox and the processed set at once.
 
     Agents vote on a digest of the events (see `dedupe`); the round derives the
@@ -321,6 +334,13 @@ class DedupeRound(CollectSameUntilThresholdRound):
     selection_key = ("events_digest", "block_time")
     #: The depth stamped on each event; SharedState.setup sets it from the params.
     confirmations: int = 12
+
+    def parse_payload(self, payload: BaseTxPayload) -> None:
+        """A digest, stamped with the block time that started this round."""
+        vote = cast(DedupePayload, payload)
+        checks.parse_dedupe(vote.events_digest, vote.block_time)
+        if vote.block_time != self.round_block_time():
+            raise checks.InvalidPayload("wrong_time", f"block_time {vote.block_time}, not {self.round_block_time()}")
 
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """Enqueue the agreed events at the agreed block time; skip delivery when nothing is due."""
@@ -357,8 +377,13 @@ def enqueued_state(data: SynchronizedData, events: Sequence[WebhookEvent], now: 
     return CommittedState(data.commit_seq + 1, data.checkpoint, data.checkpoint_hash, values)
 
 
-class DeliverWebhookRound(OnlyKeeperSendsRound):
-    """The keeper POSTs the due events and reports what the merchant answered."""
+class DeliverWebhookRound(CheckedPayloadRound, OnlyKeeperSendsRound):
+    """The keeper POSTs the due events and reports what the merchant answered.
+
+    The report is refused unless every result names an event due at this round's
+    block time, was made at that time, and has a status and a retry time in range:
+    a refused report is the keeper's silence, and the next keeper delivers again.
+    """
 
     payload_class = DeliverWebhookPayload
     synchronized_data_class = SynchronizedData
@@ -366,8 +391,14 @@ class DeliverWebhookRound(OnlyKeeperSendsRound):
     fail_event = Event.DONE
     payload_key = "delivery_report"
 
+    def parse_payload(self, payload: BaseTxPayload) -> None:
+        """Results only for this round's due events, made at its block time."""
+        now = self.round_block_time()
+        due_ids = [entry.id for entry in outbox_rules.due(self.synchronized_data.outbox, now)]
+        checks.parse_delivery_report(cast(DeliverWebhookPayload, payload).delivery_report, due_ids, now)
 
-class KeeperFailoverRound(CollectSameUntilThresholdRound):
+
+class KeeperFailoverRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
     """The keeper stayed silent: agree on the next one, or give up for this period."""
 
     payload_class = KeeperFailoverPayload
@@ -381,6 +412,14 @@ class KeeperFailoverRound(CollectSameUntilThresholdRound):
         get_name(SynchronizedData.keeper_failovers),
     )
 
+    def parse_payload(self, payload: BaseTxPayload) -> None:
+        """One more failover than agreed, naming the agent after the silent one."""
+        data, vote = self.synchronized_data, cast(KeeperFailoverPayload, payload)
+        failovers = checks.parse_failover(vote.keeper, vote.failovers, data.participants)
+        expected = data.keeper_failovers + 1
+        if failovers != expected or vote.keeper != keeper_for(data.participants, data.period_count, expected):
+            raise checks.InvalidPayload("wrong_keeper", f"failover {failovers} to {vote.keeper}, not failover {expected}")
+
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """After every participant had its turn, leave the events for the next period."""
         result = super().end_block()
@@ -392,7 +431,7 @@ class KeeperFailoverRound(CollectSameUntilThresholdRound):
         return data, Event.DONE
 
 
-class CheckpointRound(CollectSameUntilThresholdRound):
+class CheckpointRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
     """Commit the period: apply the delivery report, then move the checkpoint (with its block hash)."""
 
     payload_class = CheckpointPayload
@@ -406,6 +445,11 @@ class CheckpointRound(CollectSameUntilThresholdRound):
     policy: outbox_rules.OutboxPolicy = outbox_rules.OutboxPolicy()
     #: How many blocks of processed keys synchronized state keeps; set from the params.
     retention_blocks: int = 2000
+
+    def parse_payload(self, payload: BaseTxPayload) -> None:
+        """A checkpoint block, its hash and a state digest, each in shape."""
+        vote = cast(CheckpointPayload, payload)
+        checks.parse_checkpoint(vote.checkpoint, vote.block_hash, vote.state_digest)
 
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
         """Store the state whose digest a threshold of agents voted for."""

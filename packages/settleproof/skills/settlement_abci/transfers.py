@@ -17,6 +17,9 @@ TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523
 HEX_RE = re.compile(r"^0x[0-9a-f]*$")
 HASH_RE = re.compile(r"^0x[0-9a-f]{64}$")
 ADDRESS_RE = re.compile(r"^0x[0-9a-f]{40}$")
+#: The last second `datetime` can write (9999-12-31T23:59:59Z): block timestamps beyond it are
+#: refused where they enter (RPC replies, observations), so `webhook.iso_utc` never raises.
+MAX_TIMESTAMP = 253_402_300_799
 
 
 class MalformedReply(ValueError):
@@ -154,9 +157,10 @@ def parse_block(reply: bytes, number: int, request_id: Optional[int] = None) -> 
         raise MalformedReply(f"block {number} not found")
     if _quantity(block.get("number"), "number") != number:
         raise MalformedReply(f"block {block.get('number')} returned for {number}")
-    return _match(block.get("hash"), HASH_RE, "hash"), _quantity(
-        block.get("timestamp"), "timestamp"
-    )
+    timestamp = _quantity(block.get("timestamp"), "timestamp")
+    if timestamp > MAX_TIMESTAMP:
+        raise MalformedReply(f"field 'timestamp': {timestamp} is after the year 9999")
+    return _match(block.get("hash"), HASH_RE, "hash"), timestamp
 
 
 def _parse_log(

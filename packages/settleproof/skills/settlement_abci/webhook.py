@@ -31,7 +31,7 @@ class WebhookEvent:
 
 
 def iso_utc(unix_seconds: int) -> str:
-    """ISO 8601 UTC with a `Z`, second precision."""
+    """ISO 8601 UTC with a `Z`, second precision (`unix_seconds` <= `transfers.MAX_TIMESTAMP`)."""
     moment = datetime.fromtimestamp(unix_seconds, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 

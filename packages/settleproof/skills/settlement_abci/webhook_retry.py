@@ -100,6 +100,12 @@ def header(headers: str, name: str) -> Optional[str]:
     return None
 
 
+#: No retry is scheduled further out than this (the default webhook_max_age_seconds), whatever the
+#: merchant's `Retry-After` says: the agents refuse a report that schedules one later.
+MAX_RETRY_DELAY_SECONDS = 72 * 3600
+
+
 def next_attempt_delay(attempts: int, backoff: Backoff, retry_after: Optional[float]) -> int:
-    """Whole seconds until the next attempt: the jittered backoff, but never before `Retry-After`."""
-    return int(math.ceil(max(backoff.delay(attempts), retry_after or 0.0)))
+    """Whole seconds until the next attempt: the jittered backoff, but never before `Retry-After`
+    (itself capped at `MAX_RETRY_DELAY_SECONDS`)."""
+    return int(math.ceil(min(max(backoff.delay(attempts), retry_after or 0.0), MAX_RETRY_DELAY_SECONDS)))

@@ -122,3 +122,16 @@ def test_invoice_json_round_trip(invoices):
         assert isinstance(data["amount"], str)
         assert parse_invoice(data) == invoice
         assert Invoice.from_json(data) == invoice
+
+
+@pytest.mark.parametrize("uuid", ["inv\r\nX-Injected: 1", "inv 1", "inv\t1", "inv/1", "", "é", "u" * 129, "inv\x00"])
+def test_uuids_that_could_reach_a_header_unsafely_are_skipped(uuid: str) -> None:
+    """A uuid becomes the webhook id, sent in headers: CR/LF, spaces and the like never get there."""
+    with pytest.raises(InvalidInvoice, match="field 'uuid'"):
+        parse_invoice(invoice_entry(uuid=uuid))
+
+
+@pytest.mark.parametrize("uuid", ["inv-1", "9b2c0f4e-1d7a-4c1e-8f5e-0a2b3c4d5e6f", "order:2026.11_A~1", "u" * 128])
+def test_url_safe_uuids_pass(uuid: str) -> None:
+    """UUIDs, slugs and `kind:number` ids are all fine."""
+    assert parse_invoice(invoice_entry(uuid=uuid)).uuid == uuid

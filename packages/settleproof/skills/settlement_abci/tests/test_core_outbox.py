@@ -24,7 +24,7 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     retain,
     used_transactions,
 )
-from packages.settleproof.skills.settlement_abci.webhook_retry import Backoff
+from packages.settleproof.skills.settlement_abci.webhook_retry import MAX_RETRY_DELAY_SECONDS, Backoff
 from packages.settleproof.skills.settlement_abci.tests.strategies import examples, tx_hash
 from packages.settleproof.skills.settlement_abci.webhook import WebhookEvent
 
@@ -207,8 +207,8 @@ def test_attempt_result_schedules_failures_only(attempts, status, retry_after):
     if 200 <= status < 300 or status == 410:
         assert result.retry_at == 0
     else:
-        assert result.retry_at >= T0 + (retry_after or 0)
-        assert result.retry_at <= T0 + max(3600, retry_after or 0) + 1
+        assert result.retry_at >= T0 + min(retry_after or 0, MAX_RETRY_DELAY_SECONDS)
+        assert result.retry_at <= T0 + min(max(3600, retry_after or 0) + 1, MAX_RETRY_DELAY_SECONDS)
 
 
 def test_used_transactions_are_the_tx_hashes_of_processed_keys():

@@ -22,7 +22,9 @@ from packages.settleproof.skills.settlement_abci.tests.strategies import (
     transfers,
     uint256,
 )
+from packages.settleproof.skills.settlement_abci.webhook import iso_utc
 from packages.settleproof.skills.settlement_abci.transfers import (
+    MAX_TIMESTAMP,
     TRANSFER_TOPIC,
     MalformedReply,
     RpcError,
@@ -210,7 +212,7 @@ def test_two_logs_at_the_same_position_are_refused():
 
 
 @examples(50)
-@given(st.integers(min_value=0, max_value=2**64), hashes, st.integers(min_value=0, max_value=2**40))
+@given(st.integers(min_value=0, max_value=2**64), hashes, st.integers(min_value=0, max_value=MAX_TIMESTAMP))
 def test_block_replies(number, block_hash, timestamp):
     """eth_blockNumber and eth_getBlockByNumber replies, and the block asked for only."""
     assert parse_block_number(rpc_reply(hex(number))) == number
@@ -229,6 +231,9 @@ def test_block_reply_malformations():
         parse_block(rpc_reply({**good, "hash": "0xab"}), 100)
     with pytest.raises(MalformedReply, match="field 'timestamp'"):
         parse_block(rpc_reply({**good, "timestamp": 1700000000}), 100)
+    with pytest.raises(MalformedReply, match="after the year 9999"):  # iso_utc could not write it
+        parse_block(rpc_reply({**good, "timestamp": hex(MAX_TIMESTAMP + 1)}), 100)
+    assert iso_utc(MAX_TIMESTAMP) == "9999-12-31T23:59:59Z"
     with pytest.raises(MalformedReply, match="field 'result'"):
         parse_block_number(rpc_reply(100))
     with pytest.raises(MalformedReply, match="-32603"):

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from packages.settleproof.skills.settlement_abci.webhook_retry import (
     GROWTH,
+    MAX_RETRY_DELAY_SECONDS,
     Backoff,
     Outcome,
     header,
@@ -76,11 +77,17 @@ def test_expected_delay_grows_until_the_cap() -> None:
 @examples(100)
 @given(backoffs, st.integers(1, 20), st.one_of(st.none(), st.floats(0, 10**6)), st.integers(0, 2**32))
 def test_next_attempt_never_before_retry_after(backoff, attempts, retry_after, seed):
-    """The wait is the jittered backoff, but at least what the merchant asked for, in whole seconds."""
+    """The wait is the jittered backoff, but at least what the merchant asked for (up to the cap),
+    in whole seconds, and never beyond the cap."""
     random.seed(seed)
     delay = next_attempt_delay(attempts, backoff, retry_after)
-    assert delay >= (retry_after or 0)
-    assert delay <= max(backoff.window(attempts), retry_after or 0) + 1
+    assert delay >= min(retry_after or 0, MAX_RETRY_DELAY_SECONDS)
+    assert delay <= min(max(backoff.window(attempts), retry_after or 0) + 1, MAX_RETRY_DELAY_SECONDS)
+
+
+def test_a_retry_after_of_years_is_capped() -> None:
+    """A merchant's Retry-After cannot schedule a retry beyond the cap (the agents would refuse the report)."""
+    assert next_attempt_delay(1, Backoff(), 10.0**9) == MAX_RETRY_DELAY_SECONDS
 
 
 def test_retry_after_in_seconds_and_as_http_date() -> None:

@@ -10,6 +10,7 @@ and the synchronized data the round must leave behind.
 import hashlib
 import json
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
 from unittest.mock import MagicMock
 
@@ -110,9 +111,20 @@ def make_payment(block: int, n: int = 1, value: int = 1000) -> Payment:
     return Payment(make_transfer(block, n, value), 1_700_000_000 + block)
 
 
-def round_of(round_cls: Callable, data: SynchronizedData) -> Any:
-    """A round over `data` with a mocked skill context."""
-    return round_cls(synchronized_data=data, context=MagicMock())
+#: The block time that started the rounds under test (unix seconds).
+NOW = 1_700_000_000
+
+
+def context_at(now: int = NOW) -> MagicMock:
+    """A mocked skill context whose round started with a block at `now`."""
+    context = MagicMock()
+    context.state.round_sequence.last_round_transition_timestamp = datetime.fromtimestamp(now, tz=timezone.utc)
+    return context
+
+
+def round_of(round_cls: Callable, data: SynchronizedData, now: int = NOW) -> Any:
+    """A round over `data` with a mocked skill context, started by a block at `now`."""
+    return round_cls(synchronized_data=data, context=context_at(now))
 
 
 def same_payloads(participants: FrozenSet[str], build: Callable[[str], BaseTxPayload]) -> Dict[str, BaseTxPayload]:
@@ -121,8 +133,12 @@ def same_payloads(participants: FrozenSet[str], build: Callable[[str], BaseTxPay
 
 
 def ends_with(round_obj: Any, payloads: Dict[str, BaseTxPayload]) -> Any:
-    """Feed every payload, then return end_block's result."""
+    """Feed every payload as DeliverTx does (refused ones are left out), then return end_block's result."""
     for payload in payloads.values():
+        try:
+            round_obj.check_payload(payload)
+        except TransactionNotValidError:
+            continue
         round_obj.process_payload(payload)
     return round_obj.end_block()
 
@@ -182,13 +198,15 @@ class TestSelectKeeperRound(SettlementRoundTestMixin, BaseCollectSameUntilThresh
             )
         )
 
-    def test_no_majority(self) -> None:
-        """Each agent names a different keeper: no 3-of-4 majority is possible."""
+    def test_votes_for_another_keeper_are_refused(self) -> None:
+        """Each agent names itself: only agent_0 (the keeper of period 0) is a valid vote, the others
+        are refused at the door and counted, so nobody else can be elected: the round waits."""
+        test_round = round_of(SelectKeeperRound, self.synchronized_data)
         payloads = {p: SelectKeeperPayload(p, p) for p in self.agents}
-        result = ends_with(round_of(SelectKeeperRound, self.synchronized_data), payloads)
-        assert result is not None
-        assert result[1] == Event.NO_MAJORITY
-        assert not result[0].is_keeper_set
+        assert ends_with(test_round, payloads) is None
+        assert list(test_round.collection) == ["agent_0"]
+        refused = test_round.context.metrics.consensus.byzantine_payloads.labels
+        assert sorted(call.args for call in refused.call_args_list) == [("select_keeper_round", "wrong_keeper")] * 3
 
     def test_two_of_four_is_not_enough(self) -> None:
         """Two votes for agent_0 and two missing: no decision yet."""
@@ -373,7 +391,6 @@ EVENTS = derive_events(SCAN, {}, 12).events
 EVENT_A = {"id": "inv-a:" + tx_hash(1), "body": EVENTS[0].body}
 EVENT_B = {"id": "inv-b:" + tx_hash(2), "body": EVENTS[1].body}
 #: The block time the agents agree on in Dedupe: new events are created and due at it.
-NOW = 1_700_000_000
 
 
 def queued(event: Dict[str, str]) -> OutboxEntry:
@@ -517,11 +534,16 @@ class TestDedupeRound(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRou
 class TestDeliverWebhookRound(SettlementRoundTestMixin, BaseOnlyKeeperSendsRoundTest):
     """DeliverWebhookRound: only the keeper reports, and its report is stored."""
 
+    def due_outbox(self) -> None:
+        """agent_1 keeps; events A and B are due at NOW (this round's block time)."""
+        self.set_data(most_voted_keeper_address="agent_1", outbox=dumps([queued(EVENT_A), queued(EVENT_B)]))
+
     def test_done(self) -> None:
-        """The keeper (agent_1) reports one delivery and one 503: the report is stored as sent."""
-        self.set_data(most_voted_keeper_address="agent_1")
-        report = dumps([DeliveryResult(EVENT_A["id"], 200), DeliveryResult(EVENT_B["id"], 503)])
+        """The keeper (agent_1) reports one delivery and one 503: the report passes the door and is stored."""
+        self.due_outbox()
+        report = dumps([DeliveryResult(EVENT_A["id"], 200, "", NOW), DeliveryResult(EVENT_B["id"], 503, "", NOW, NOW + 30)])
         test_round = round_of(DeliverWebhookRound, self.synchronized_data)
+        test_round.check_payload(DeliverWebhookPayload("agent_1", report))
 
         def expected(data: SynchronizedData, _round: DeliverWebhookRound) -> SynchronizedData:
             return data.update(delivery_report=report)
@@ -543,6 +565,25 @@ class TestDeliverWebhookRound(SettlementRoundTestMixin, BaseOnlyKeeperSendsRound
         with pytest.raises(TransactionNotValidError, match="not elected as keeper"):
             test_round.check_payload(DeliverWebhookPayload("agent_2", "[]"))
         assert test_round.end_block() is None
+
+    @pytest.mark.parametrize("report, reason", [
+        ("x", "malformed"),  # once raised inside CheckpointRound.end_block on every agent
+        ('[{"id": 1}]', "malformed"),
+        (dumps([DeliveryResult(EVENT_A["id"], 200, "", NOW + 3600)]), "wrong_time"),
+        (dumps([DeliveryResult("other:" + "0x" + "00" * 32, 200, "", NOW)]), "unknown_event"),
+        (dumps([DeliveryResult(EVENT_A["id"], 503, "", NOW, NOW + 10**9)]), "out_of_range"),
+    ])
+    def test_a_lying_report_is_refused_and_counted(self, report: str, reason: str) -> None:
+        """The keeper's report is refused at the door, logged and counted: the round waits (then the
+        keeper times out and the next keeper delivers from the same outbox)."""
+        self.due_outbox()
+        test_round = round_of(DeliverWebhookRound, self.synchronized_data)
+        with pytest.raises(TransactionNotValidError, match=f"agent_1 refused: {reason}"):
+            test_round.check_payload(DeliverWebhookPayload("agent_1", report))
+        assert test_round.end_block() is None
+        counted = test_round.context.metrics.consensus.byzantine_payloads.labels
+        counted.assert_called_once_with("deliver_webhook_round", reason)
+        counted.return_value.inc.assert_called_once_with()
 
 
 # --------------------------------------------------------------------------- KeeperFailover
@@ -594,17 +635,18 @@ class TestKeeperFailoverRound(SettlementRoundTestMixin, BaseCollectSameUntilThre
         self.set_data(most_voted_keeper_address="agent_3", keeper_failovers=3)
         self.run_round("agent_0", 4, Event.ALL_KEEPERS_FAILED)
 
-    def test_no_majority(self) -> None:
-        """Votes split 2/2 on the failover count: no majority."""
+    def test_a_wrong_failover_count_is_refused(self) -> None:
+        """Votes split 2/2 on the failover count: the two that skip a keeper are refused, and two valid
+        votes are no threshold, so the keeper stays as it was."""
         payloads = {
-            agent: KeeperFailoverPayload(agent, "agent_1", 1 if i < 2 else 2)
+            agent: KeeperFailoverPayload(agent, "agent_1" if i < 2 else "agent_2", 1 if i < 2 else 2)
             for i, agent in enumerate(self.agents)
         }
         self.set_data(most_voted_keeper_address="agent_0")
-        result = ends_with(round_of(KeeperFailoverRound, self.synchronized_data), payloads)
-        assert result is not None
-        assert result[1] == Event.NO_MAJORITY
-        assert result[0].most_voted_keeper_address == "agent_0"
+        test_round = round_of(KeeperFailoverRound, self.synchronized_data)
+        assert ends_with(test_round, payloads) is None
+        assert sorted(test_round.collection) == ["agent_0", "agent_1"]
+        assert self.synchronized_data.most_voted_keeper_address == "agent_0"
 
 
 # --------------------------------------------------------------------------- Checkpoint
@@ -1056,3 +1098,45 @@ class TestSettlementAbciApp:
         assert (data.checkpoint_hash, data.commit_seq) == (block_hash(110), 4)
         assert data.db.get("agreement", None) is None
         assert data.db.get("most_voted_keeper_address", None) is None
+
+
+# --------------------------------------------------------------------------- the door
+
+
+class TestPayloadsAreCheckedAtTheDoor(SettlementRoundTestMixin, BaseCollectSameUntilThresholdRoundTest):
+    """Every round refuses what no honest agent sends, with TransactionNotValidError (never another
+    exception), so a hostile payload counts as its sender's abstention on every agent alike."""
+
+    @pytest.mark.parametrize("round_cls, payload, reason", [
+        (DedupeRound, DedupePayload("agent_3", "ab" * 32, NOW + 60), "wrong_time"),
+        (DedupeRound, DedupePayload("agent_3", ["ab"], NOW), "malformed"),  # type: ignore[arg-type]
+        (SelectKeeperRound, SelectKeeperPayload("agent_3", ["agent_0"]), "unknown_agent"),  # type: ignore[arg-type]
+        (KeeperFailoverRound, KeeperFailoverPayload("agent_3", "agent_1", "1"), "out_of_range"),  # type: ignore[arg-type]
+        (CheckpointRound, CheckpointPayload("agent_3", 120, "0x12", "ab" * 32), "malformed"),
+        (CheckpointRound, CheckpointPayload("agent_3", 2**64, "", "ab" * 32), "out_of_range"),
+        (FetchLogsQuorumRound, FetchLogsQuorumPayload("agent_3", '{"payments": "all of them"}'), "malformed"),
+        (RecoverStateRound, RecoverStatePayload("agent_3", "[" * 100_000), "malformed"),
+    ])
+    def test_refused_with_its_reason(self, round_cls: Any, payload: BaseTxPayload, reason: str) -> None:
+        """Malformed or impossible: refused, counted by round and reason, and not collected."""
+        test_round = round_of(round_cls, self.synchronized_data)
+        with pytest.raises(TransactionNotValidError, match=f"payload from agent_3 refused: {reason}"):
+            test_round.check_payload(payload)
+        assert "agent_3" not in test_round.collection
+        test_round.context.metrics.consensus.byzantine_payloads.labels.assert_called_once_with(
+            round_cls.auto_round_id(), reason
+        )
+
+    def test_honest_payloads_pass(self) -> None:
+        """What the behaviours send passes the door of each round."""
+        keeper = sorted(self.participants)[0]
+        honest = [
+            (DedupeRound, DedupePayload("agent_3", "ab" * 32, NOW)),
+            (SelectKeeperRound, SelectKeeperPayload("agent_3", keeper)),
+            (KeeperFailoverRound, KeeperFailoverPayload("agent_3", sorted(self.participants)[1], 1)),
+            (CheckpointRound, CheckpointPayload("agent_3", -1, "", "ab" * 32)),
+            (FetchLogsQuorumRound, FetchLogsQuorumPayload("agent_3", Observation(-1, 120).to_json())),
+            (RecoverStateRound, RecoverStatePayload("agent_3", CommittedState().to_json())),
+        ]
+        for round_cls, payload in honest:
+            round_of(round_cls, self.synchronized_data).check_payload(payload)
