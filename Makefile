@@ -65,20 +65,22 @@ demo-chaos: install ## before/after reliability demo: one fault script through a
 	$(BIN)/python -m settleproof.demo_chaos
 
 # Which benchmarks `make bench` runs (in this order) and their arguments; reports also go to benchmarks/results/ (ignored).
-BENCH ?= matching catchup delivery durability comparative
+BENCH ?= matching catchup delivery durability comparative idle
 MATCHING_ARGS ?=
 CATCHUP_ARGS ?=
 DELIVERY_ARGS ?=
 DURABILITY_ARGS ?=
 COMPARATIVE_ARGS ?=
+IDLE_ARGS ?=
 
-bench: install ## benchmarks (not tests): one period's pure cores at 10,000 invoices x 10,000 logs, RPC catch-up, 1,000 webhooks in one period, memory/recovery after 100,000 events, SettleProof vs a reference poller on 1,000 invoices paid over time; quicker: BENCH=delivery DELIVERY_ARGS="--settlements 200", CATCHUP_ARGS="--blocks 20000 --payments 2000", DURABILITY_ARGS="--events 1000", COMPARATIVE_ARGS="--invoices 200"
+bench: install ## benchmarks (not tests): one period's pure cores at 10,000 invoices x 10,000 logs, RPC catch-up, 1,000 webhooks in one period, memory/recovery after 100,000 events, SettleProof vs a reference poller on 1,000 invoices paid over time, the idle cost of 4 agents and 4 Tendermint nodes; quicker: BENCH=delivery DELIVERY_ARGS="--settlements 200", CATCHUP_ARGS="--blocks 20000 --payments 2000", DURABILITY_ARGS="--events 1000", COMPARATIVE_ARGS="--invoices 200"
 	@mkdir -p benchmarks/results
 	$(if $(filter matching,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/matching.py $(MATCHING_ARGS) | tee benchmarks/results/matching.json)
 	$(if $(filter catchup,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/catchup.py $(CATCHUP_ARGS) | tee benchmarks/results/catchup.json)
 	$(if $(filter delivery,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/delivery.py $(DELIVERY_ARGS) | tee benchmarks/results/delivery.json)
 	$(if $(filter durability,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/durability.py $(DURABILITY_ARGS) | tee benchmarks/results/durability.json)
 	$(if $(filter comparative,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/comparative.py $(COMPARATIVE_ARGS) | tee benchmarks/results/comparative.json)
+	$(if $(filter idle,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/idle.py $(IDLE_ARGS) | tee benchmarks/results/idle.json)
 
 test: install ## install (idempotent), then run the test suite (tests/ and packages/settleproof/)
 	@test -n "$(TEST_PATHS)" || { echo "no test dirs (tests/, packages/settleproof/) found" >&2; exit 1; }

@@ -102,25 +102,6 @@ def test_one_agent_on_a_real_validator(devnet_factory: Callable[..., Devnet]) ->
     assert get_json(f"http://127.0.0.1:{node['com_port']}/app_hash")["app_hash"]  # the framework's control server
 
 
-def test_hard_resets_and_a_killed_agent_with_one_validator(devnet_factory: Callable[..., Devnet]) -> None:
-    """Every period ends in a hard reset through the control server; a killed agent is replayed its chain."""
-    settings = FrameworkSettings(round_timeout=15.0, reset_pause_duration=10, reset_tendermint_after=1)
-    net = devnet_factory(1, OFFLINE_ENV, settings=settings)
-    net.agent(0).wait_for_line(r"Resetting tendermint node successful", timeout=120)
-    # /hard_reset pruned the blocks and renamed the chain after the period, as in Valory's image;
-    # the node answers again once its handshake with the agent is done.
-    net.node(0).wait_height(1, timeout=60)
-    status = net.node(0).status()
-    assert status is not None and status["node_info"]["network"].startswith("autonolas-")
-
-    net.kill_agent(0)
-    net.start_agent(0)
-    # The control server restarts the node when the ABCI connection drops; the node's handshake
-    # replays its blocks to the new agent, which rejoins and resets again.
-    net.agent(0).wait_for_line(r"Resetting tendermint node successful", timeout=180)
-    assert net.agent(0).process is not None and net.agent(0).process.poll() is None
-
-
 @pytest.mark.parametrize("anvil", [{"block_time": 1}], indirect=True)
 def test_four_agents_confirm_each_paid_invoice_once(  # pylint: disable=too-many-locals
     devnet_factory: Callable[..., Devnet], w3: Web3, token: str, merchant: MerchantServer, webhook_secret: str,

@@ -33,7 +33,7 @@ def devnet() -> None:
               help="Number of agents.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".devnet"),
               show_default=True, help="Keys, agent folders, stores, logs and devnet.json.")
-@click.option("--block-interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+@click.option("--block-interval", type=click.FloatRange(min=0.1), default=0.5, show_default=True,
               help="Seconds between blocks (Tendermint's timeout_commit; empty blocks too).")
 def up(n_agents: int, data_dir: Path, block_interval: float) -> None:
     """Start N validators and N agents with the SETTLEPROOF_* settings of this environment; stop on SIGINT/SIGTERM."""

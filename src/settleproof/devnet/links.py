@@ -70,6 +70,10 @@ class PeerLinks:
         except OSError:
             writer.close()
             return
+        if self._is_cut(link):  # cut while we were connecting
+            writer.transport.abort()
+            upstream_writer.transport.abort()
+            return
         self._open[link].update((writer, upstream_writer))
         try:
             await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))

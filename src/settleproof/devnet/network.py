@@ -44,7 +44,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         agents: int,
         data_dir: Path,
         env: Optional[Mapping[str, str]] = None,
-        block_interval: float = 1.0,
+        block_interval: float = 0.5,
         settings: FrameworkSettings = FrameworkSettings(),
     ) -> None:
         """Nothing runs until ``start()``; ``env`` supplies the SETTLEPROOF_* settings (default: ours).
@@ -115,7 +115,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         LOG.info("%d validators started (timeouts %s)", len(self.nodes), timeouts)
 
     def _log_to_file(self) -> None:
-        """Chain events (handshakes, resets, lost connections) go to ``D/logs/devnet.log``."""
+        """The launcher's own events (validators started, partitions) go to ``D/logs/devnet.log``."""
         handler = logging.FileHandler(self.data_dir / "logs" / "devnet.log")
         handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] %(message)s"))
         LOG.addHandler(handler)
@@ -191,7 +191,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
 
     # ------------------------------------------------------------------ faults
     def start_agent(self, index: int) -> agent_runner.AgentProcess:
-        """Start agent ``index`` (again): its node replays the chain to it."""
+        """Start agent ``index`` (again): its node replays its blocks to it in the ABCI handshake."""
         slot = self.slots[index]
         current = self._agents[index]
         if current is not None and current.process is not None and current.process.poll() is None:
