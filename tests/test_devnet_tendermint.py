@@ -61,6 +61,7 @@ def test_testnet_homes_share_one_genesis_and_name_their_peers(binary: Path, tmp_
     genesis = [json.loads((home / "config" / "genesis.json").read_text()) for home in homes]
     assert all(g == genesis[0] for g in genesis) and genesis[0]["chain_id"] == tendermint.CHAIN_ID
     assert len(genesis[0]["validators"]) == 4
+    assert genesis[0]["consensus_params"]["block"]["time_iota_ms"] == "1"  # block time follows the clocks
     ids = [tendermint.node_id(home) for home in homes]
     shown = subprocess.run([str(binary), "show-node-id", "--home", str(homes[0])], capture_output=True,
                            text=True, timeout=30, check=True).stdout.strip()  # nosec

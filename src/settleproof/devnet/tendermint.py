@@ -27,6 +27,7 @@ TENDERMINT_VERSION = "0.34.19"
 TENDERMINT_ENV = "SETTLEPROOF_TENDERMINT"
 TENDERMINT_RELPATH = Path(".tools/bin/tendermint")
 CHAIN_ID = "settleproof-devnet"
+TIME_IOTA_MS = "1"
 
 
 class TendermintError(RuntimeError):
@@ -97,6 +98,11 @@ def create_testnet(binary: Path, count: int, out: Path) -> List[Path]:
         genesis_file = home / "config" / "genesis.json"
         genesis = json.loads(genesis_file.read_text())
         genesis["chain_id"] = CHAIN_ID
+        # v0.34 stamps each block at least `time_iota_ms` after the previous one (1000 by default).
+        # With blocks faster than that, block time runs ahead of the wall clock, and the agents'
+        # round timeouts (on block time) fire early; 1 ms lets block time follow the validators'
+        # clocks, as Tendermint does from v0.35 on, where the parameter is gone.
+        genesis["consensus_params"]["block"]["time_iota_ms"] = TIME_IOTA_MS
         genesis_file.write_text(json.dumps(genesis, indent=2))
     return homes
 
