@@ -1,4 +1,4 @@
-"""The merchant simulator verifies, dedupes and records deliveries as CONTRACTS.md promises merchants can."""
+"""The merchant simulator verifies, dedupes and records deliveries as the README promises merchants can."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ TX = "0x" + "ab" * 32
 
 
 def paid_event(invoice_uuid: str, tx_hash: str = TX) -> Dict[str, Any]:
-    """An ``invoice.paid`` body in the CONTRACTS.md format."""
+    """An ``invoice.paid`` body in the README's format."""
     return {
         "type": "invoice.paid",
         "id": f"{invoice_uuid}:{tx_hash}",

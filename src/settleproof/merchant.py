@@ -1,6 +1,6 @@
 """Merchant simulator: the other side of SettleProof, written as copyable example code.
 
-A merchant needs exactly two things from us (see CONTRACTS.md):
+A merchant needs exactly two things from us (see the README):
 
 * ``GET /invoices?status=open`` lists what it is waiting to be paid for, and
 * ``POST /webhook`` receives ``invoice.paid`` events. A real merchant must

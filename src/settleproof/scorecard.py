@@ -2,7 +2,7 @@
 
 Pure functions, the same for every column of the table, so the baseline and
 SettleProof are scored by one rule. The truth is the contract's matching rule
-(CONTRACTS.md) applied to the `Transfer` logs really on chain; the receipts are
+(README) applied to the `Transfer` logs really on chain; the receipts are
 every request the merchant accepted, verified or not.
 
 Its invoice and transfer records restate the contract's formats rather than
@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 @dataclass(frozen=True)
 class Invoice:
-    """An invoice's terms (CONTRACTS.md), amounts in base units."""
+    """An invoice's terms (README), amounts in base units."""
 
     uuid: str
     token: str

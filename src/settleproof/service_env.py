@@ -13,7 +13,7 @@ def settleproof_env(  # pylint: disable=too-many-arguments
     confirmations: int,
     start_block: int,
 ) -> Dict[str, str]:
-    """Every agent's settings for these providers, token and merchant (CONTRACTS.md names)."""
+    """Every agent's settings for these providers, token and merchant (the README's names)."""
     return {
         "SETTLEPROOF_RPC_ENDPOINTS": ",".join(providers),
         "SETTLEPROOF_TOKEN_ADDRESS": token,

@@ -1,7 +1,7 @@
 """Webhook client: sends the skill's HTTP requests to the merchant and never follows redirects.
 
 Why not `valory/http_client`: its aiohttp session follows redirects, and
-CONTRACTS.md says webhooks do not (a signed event must reach the configured
+the README says webhooks do not (a signed event must reach the configured
 endpoint or nobody; a 3xx is reported as it is and retried later). It also
 opens a session per request, where webhooks all go to one host and one
 pooled session saves a connection set-up per event.

@@ -60,7 +60,7 @@ class DeliveryResult:
 
 @dataclass(frozen=True)
 class OutboxPolicy:
-    """When to give up on an event (CONTRACTS.md): 410 at once, other 4xx after
+    """When to give up on an event (README): 410 at once, other 4xx after
     `client_error_attempts`, anything else after `max_attempts` or `max_age_seconds`."""
 
     max_attempts: int = 10

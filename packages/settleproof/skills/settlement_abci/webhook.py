@@ -37,7 +37,7 @@ def iso_utc(unix_seconds: int) -> str:
 
 
 def build_event(settlement: Settlement, block_timestamp: int, confirmations: int) -> WebhookEvent:
-    """The webhook for one settlement, in the format of CONTRACTS.md."""
+    """The webhook for one settlement, in the format of the README."""
     transfer = settlement.transfer
     body = {
         "type": EVENT_TYPE,

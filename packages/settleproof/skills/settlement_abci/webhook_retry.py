@@ -19,7 +19,7 @@ from tenacity.wait import wait_exponential, wait_random_exponential
 
 
 GONE = 410
-#: 4xx statuses that mean "later", not "never" (CONTRACTS.md).
+#: 4xx statuses that mean "later", not "never" (README).
 RETRIED_CLIENT_ERRORS = frozenset({408, 429})
 #: Each retry window is this many times the previous one (Svix and Stripe grow their
 #: schedules about this fast; with 30 s and 10 attempts the expected span is about half a day).

@@ -575,7 +575,7 @@ def events_digest(*events: Tuple[str, Dict[str, Any]]) -> str:
 
 
 def expected_body(invoice_uuid: str, payment: Payment) -> Dict[str, Any]:
-    """The invoice.paid body of CONTRACTS.md for a payment, written out by hand."""
+    """The invoice.paid body of the README for a payment, written out by hand."""
     transfer = payment.transfer
     return {
         "type": "invoice.paid",
@@ -618,7 +618,7 @@ class TestDedupeBehaviour(SettlementFSMBehaviourBaseCase):
 
     def test_new_payments_become_events_sorted_by_id(self) -> None:
         """Two invoices, two payments: the vote is the digest of two events, ids `uuid:tx_hash`, bodies
-        per CONTRACTS.md (block 105 goes first and to the smallest uuid)."""
+        per the README (block 105 goes first and to the smallest uuid)."""
         first, second = make_payment(105, n=2), make_payment(107, n=1)
         agreement = Agreement(
             100, 110, (first, second), (make_invoice("inv-b", 1000), make_invoice("inv-a", 900))

@@ -1,4 +1,4 @@
-"""Invoice matching: one-to-one, order-independent, maximal, and the CONTRACTS.md tie rule."""
+"""Invoice matching: one-to-one, order-independent, maximal, and the README's tie rule."""
 
 from typing import Dict, FrozenSet, List, Sequence
 
@@ -137,6 +137,6 @@ def test_pays_checks_every_term():
 
 
 def test_settlement_key_is_uuid_and_tx_hash():
-    """The idempotency key (and webhook id) of CONTRACTS.md."""
+    """The idempotency key (and webhook id) of the README."""
     log = make_transfer()
     assert Settlement(make_invoice(uuid="inv-7"), log).key == f"inv-7:{log.tx_hash}"

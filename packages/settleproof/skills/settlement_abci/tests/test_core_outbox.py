@@ -94,7 +94,7 @@ def test_enqueue_marks_processed_and_enqueues_together_once(outbox, processed, n
 @examples(100)
 @given(entries, results, policies)
 def test_apply_results(outbox, report, policy):
-    """2xx removes; any other outcome counts an attempt and keeps id and body; the give-up rules of CONTRACTS.md."""
+    """2xx removes; any other outcome counts an attempt and keeps id and body; the give-up rules of the README."""
     remaining, dead, delivered = apply_results(outbox, report, policy)
     by_id = {r.id: r for r in report}
     assert len(remaining) + len(dead) + len(delivered) == len(outbox)
@@ -142,7 +142,7 @@ def test_retry_then_dead_letter_at_max_attempts():
 
 
 def test_gone_is_dead_lettered_at_once():
-    """CONTRACTS.md: 410 = dead-lettered at once."""
+    """README: 410 = dead-lettered at once."""
     entry = OutboxEntry("inv-a:" + tx_hash(1), "{}")
     remaining, dead, _ = apply_results([entry], [DeliveryResult(entry.id, 410, "", T0)], OutboxPolicy())
     assert remaining == [] and [(d.id, d.attempts, d.dead_reason) for d in dead] == [(entry.id, 1, "gone")]

@@ -1,4 +1,4 @@
-"""The `invoice.paid` webhook: CONTRACTS.md body, fixed bytes, Standard Webhooks signatures."""
+"""The `invoice.paid` webhook: the README body, fixed bytes, Standard Webhooks signatures."""
 
 import base64
 import json

@@ -39,7 +39,7 @@ backoffs = st.builds(
     ],
 )
 def test_outcomes_follow_the_contract(status: int, outcome: Outcome) -> None:
-    """CONTRACTS.md: 2xx delivered; no reply, 408, 429, 5xx retried; 410 gone; other 4xx rejected."""
+    """README: 2xx delivered; no reply, 408, 429, 5xx retried; 410 gone; other 4xx rejected."""
     assert outcome_of(status) is outcome
 
 

@@ -77,7 +77,7 @@ def test_aliases() -> None:
 
 
 def test_every_setting_maps_to_its_variable() -> None:
-    """Each SETTLEPROOF_* variable of CONTRACTS.md has its params arg."""
+    """Each SETTLEPROOF_* variable of the README has its params arg."""
     assert set(SETTING_ARGS.values()) == {
         "SETTLEPROOF_RPC_ENDPOINTS", "SETTLEPROOF_RPC_QUORUM", "SETTLEPROOF_TOKEN_ADDRESS",
         "SETTLEPROOF_INVOICES_URL", "SETTLEPROOF_WEBHOOK_URL", "SETTLEPROOF_WEBHOOK_SECRET",
