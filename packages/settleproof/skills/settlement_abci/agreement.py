@@ -170,6 +170,18 @@ def _could_still_reach(votes: int, voters: int, participants: int, threshold: in
     return votes + (participants - voters) >= threshold
 
 
+def _kth_highest(values: Sequence[int], k: int) -> int:
+    """The k-th highest value: at least k of the values are this high or higher."""
+    return sorted(values, reverse=True)[k - 1]
+
+
+#: Why a period's range stopped short of what a threshold of agents scanned (see `agree_explained`).
+TOO_FEW_OBSERVATIONS = "too_few_observations"
+TOO_FEW_INVOICE_LISTS = "too_few_invoice_lists"
+INVOICE_NOT_SETTLED = "invoice_listed_by_some"
+PAYMENT_NOT_CONFIRMED = "payment_seen_by_some"
+
+
 def agree(
     observations: Sequence[Observation],
     from_block: int,
@@ -177,33 +189,62 @@ def agree(
     participants: int,
 ) -> Agreement:
     """Combine the agents' observations into one agreed scan of `[from_block, to_block]`."""
+    return agree_explained(observations, from_block, threshold, participants)[0]
+
+
+def agree_explained(  # pylint: disable=too-many-locals
+    observations: Sequence[Observation],
+    from_block: int,
+    threshold: int,
+    participants: int,
+) -> Tuple[Agreement, str]:
+    """`agree`, with why the range stopped before what a threshold scanned ("" when it did not).
+
+    Up to `participants - threshold` agents may lie, so what they alone claim counts for
+    nothing. What a threshold of agents reports stands whatever the others say:
+
+    * the range ends at the threshold-th highest `to_block`: a liar's tiny or huge range
+      cannot move it past or below what honest agents scanned when all of them report;
+    * an invoice counts when a threshold lists it. One that only some list (the merchant
+      added or closed it between their reads) holds the range before every payment to its
+      (token, receiver) and beyond what its listers scanned, but only when more than
+      `participants - threshold` list it, so at least one honest agent does: an invoice
+      a liar invents is ignored. An honest agent alone with a new invoice is safe to
+      ignore too: all agents read the merchant at the same round start, and no payment
+      to an invoice created after their reads can be `confirmations` deep yet;
+    * a payment counts when a threshold of the agents that watched its receiver and
+      scanned its block report it; the range stops before it while the agents that did
+      not report could still make a threshold; payments to receivers of no agreed or
+      unsettled invoice are ignored (they cannot pay anything).
+    """
     relevant = [o for o in observations if o.from_block == from_block]
     nothing = Agreement(from_block, from_block - 1)
     with_invoices = [o for o in relevant if o.invoices is not None]
-    if len(relevant) < threshold or len(with_invoices) < threshold:
-        return nothing
-    to_block = sorted((o.to_block for o in relevant), reverse=True)[threshold - 1]
-    if to_block < from_block:
-        return nothing
+    if len(relevant) < threshold:
+        return nothing, TOO_FEW_OBSERVATIONS
+    if len(with_invoices) < threshold:
+        return nothing, TOO_FEW_INVOICE_LISTS
+    scanned_to = _kth_highest([o.to_block for o in relevant], threshold)
+    if scanned_to < from_block:
+        return nothing, ""
+    honest_minimum = max(1, participants - threshold + 1)
 
     invoice_votes: Counter = Counter(i for o in with_invoices for i in set(o.invoices or ()))
     invoices = sorted(i for i, n in invoice_votes.items() if n >= threshold)
-    # An invoice only some agents list (created or closed between their reads)
-    # holds the range back: before any payment to it, and beyond what the agents
-    # that list it have scanned, since nobody else watched its receiver.
     unsure: Set[Destination] = set()
-    listed = [(o.to_block, set(o.invoices or ())) for o in with_invoices]
+    to_block, reason = scanned_to, ""
     for invoice, count in invoice_votes.items():
-        if count < threshold:
+        if honest_minimum <= count < threshold:
             unsure.add((invoice.token, invoice.receiver))
-            watchers = [scanned_to for scanned_to, invoices in listed if invoice in invoices]
-            to_block = min([to_block, *watchers])
+            listers = [o.to_block for o in with_invoices if invoice in (o.invoices or ())]
+            watched_to = _kth_highest(listers, honest_minimum)
+            if watched_to < to_block:
+                to_block, reason = watched_to, INVOICE_NOT_SETTLED
+    agreed_destinations = {(i.token, i.receiver) for i in invoices}
 
-    # A payment's votes and voters are the agents whose scan covered its block,
-    # even if they stopped short of `to_block`: an agent behind the others may
-    # be the only one already watching a new invoice, and its report must stop
-    # the range rather than be ignored. Payments outside an agent's own range
-    # are not part of its observation.
+    # A payment's votes and voters are the agents whose scan covered its block, even if they
+    # stopped short of `to_block`. Payments outside an agent's own range are not part of its
+    # observation.
     votes: Counter = Counter(
         p
         for o in with_invoices
@@ -211,22 +252,26 @@ def agree(
         if from_block <= p.transfer.block_number <= min(o.to_block, to_block)
     )
     accepted: List[Payment] = []
-    stop_at = to_block + 1
+    stop_at, stop_reason = to_block + 1, reason
     watched = [(o.to_block, o.destinations) for o in with_invoices]  # sets built once, not per payment
     for payment in sorted(votes):
         transfer = payment.transfer
         destination = (transfer.token, transfer.receiver)
+        if destination in unsure:
+            if transfer.block_number < stop_at:
+                stop_at, stop_reason = transfer.block_number, INVOICE_NOT_SETTLED
+            continue
+        if destination not in agreed_destinations:
+            continue
         voters = sum(
             1
-            for scanned_to, destinations in watched
-            if scanned_to >= transfer.block_number and destination in destinations
+            for scanned, destinations in watched
+            if scanned >= transfer.block_number and destination in destinations
         )
-        if destination in unsure:
-            stop_at = min(stop_at, transfer.block_number)
-        elif votes[payment] >= threshold:
+        if votes[payment] >= threshold:
             accepted.append(payment)
-        elif _could_still_reach(votes[payment], voters, participants, threshold):
-            stop_at = min(stop_at, transfer.block_number)
+        elif _could_still_reach(votes[payment], voters, participants, threshold) and transfer.block_number < stop_at:
+            stop_at, stop_reason = transfer.block_number, PAYMENT_NOT_CONFIRMED
     to_block = max(stop_at - 1, from_block - 1)
     payments = tuple(p for p in accepted if p.transfer.block_number <= to_block)
-    return Agreement(from_block, to_block, payments, tuple(invoices))
+    return Agreement(from_block, to_block, payments, tuple(invoices)), (stop_reason if to_block < scanned_to else "")

@@ -137,6 +137,12 @@ class ConsensusMetrics:
             ["round"],
             registry=registry,
         )
+        self.agreement_held = Counter(
+            "agreement_held_total",
+            "FetchLogsQuorum rounds whose range stopped before what a threshold of agents scanned, by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.byzantine_payloads = Counter(
             "byzantine_payloads_total",
             "Payloads refused at the door (malformed or impossible: no honest agent sends them), by round and reason",

@@ -1,5 +1,7 @@
 """The settlement FSM: which rounds exist, what each decides, and what survives a period."""
 
+import logging
+from abc import ABC
 from enum import Enum
 from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, cast
 
@@ -7,7 +9,7 @@ from packages.settleproof.skills.settlement_abci import outbox as outbox_rules
 from packages.settleproof.skills.settlement_abci.agreement import (
     Agreement,
     Observation,
-    agree,
+    agree_explained,
     anchor_verdict,
 )
 from packages.settleproof.skills.settlement_abci.dedupe import derive_events
@@ -183,6 +185,25 @@ def with_state(data: BaseSynchronizedData, state: CommittedState) -> "Synchroniz
     )
 
 
+#: Blocks a collect-different round waits past its threshold for the other agents' payloads. The
+#: first threshold of payloads may hold a liar's; with every honest agent's in, what a threshold
+#: reports decides whatever the liar says. A constant, so every agent waits alike.
+LATE_PAYLOAD_BLOCKS = 4
+
+
+class CollectAllOrLateRound(CollectDifferentUntilThresholdRound, ABC):
+    """Ends as soon as every participant has sent, else `required_block_confirmations` blocks after
+    the threshold: one silent agent costs a few blocks, never the round."""
+
+    required_block_confirmations = LATE_PAYLOAD_BLOCKS
+
+    def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
+        """With every participant's payload in, there is nothing left to wait for."""
+        if len(self.collection) >= self.synchronized_data.nb_participants:
+            self.block_confirmations = max(self.block_confirmations, self.required_block_confirmations)
+        return super().end_block()
+
+
 class RecoverStateRound(CheckedPayloadRound, CollectDifferentUntilThresholdRound):
     """After registration: agree on the committed state to resume from (see `recovery`)."""
 
@@ -243,14 +264,13 @@ class SelectKeeperRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
         return result
 
 
-class FetchLogsQuorumRound(CheckedPayloadRound, CollectDifferentUntilThresholdRound):
+class FetchLogsQuorumRound(CheckedPayloadRound, CollectAllOrLateRound):
     """Agree on the range, the open invoices and the payments seen by a quorum of agents."""
 
     payload_class = FetchLogsQuorumPayload
     synchronized_data_class = SynchronizedData
     done_event = Event.DONE
     collection_key = get_name(SynchronizedData.participant_to_observation)
-    required_block_confirmations = 0
 
     def parse_payload(self, payload: BaseTxPayload) -> None:
         """An observation with every field in shape and bound."""
@@ -305,12 +325,25 @@ class FetchLogsQuorumRound(CheckedPayloadRound, CollectDifferentUntilThresholdRo
             agreed_starts = [s for s in set(starts) if starts.count(s) >= threshold]
             from_block = min(agreed_starts) if agreed_starts else None
         if from_block is not None:
-            return agree(observations, from_block, threshold, data.nb_participants)
+            agreement, held_by = agree_explained(observations, from_block, threshold, data.nb_participants)
+            if held_by:
+                self.report_held_range(held_by, agreement, len(observations))
+            return agreement
         heads = sorted((o.to_block for o in observations if o.from_block < 0), reverse=True)
         if len(heads) < threshold or heads[threshold - 1] < 0:
             return Agreement(-1, -2)
         start = heads[threshold - 1]
         return Agreement(start, start - 1)
+
+    def report_held_range(self, reason: str, agreement: Agreement, observations: int) -> None:
+        """One line and one count per period whose range stopped short of what a threshold scanned."""
+        self.context.metrics.consensus.agreement_held.labels(reason).inc()
+        logger = getattr(self.context.logger, "logger", self.context.logger)
+        logger.log(
+            logging.WARNING, "agreement held back",
+            extra={"reason": reason, "from_block": agreement.from_block, "to_block": agreement.to_block,
+                   "observations": observations},
+        )
 
 
 def next_block(checkpoint: Optional[int]) -> Optional[int]:

@@ -2,7 +2,7 @@
 that more agents could still confirm."""
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import pytest
@@ -12,8 +12,13 @@ from hypothesis import strategies as st
 from packages.settleproof.skills.settlement_abci.agreement import (
     Agreement,
     Observation,
+    INVOICE_NOT_SETTLED,
+    PAYMENT_NOT_CONFIRMED,
+    TOO_FEW_INVOICE_LISTS,
+    TOO_FEW_OBSERVATIONS,
     Payment,
     agree,
+    agree_explained,
 )
 from packages.settleproof.skills.settlement_abci.invoices import Invoice
 from packages.settleproof.skills.settlement_abci.tests.strategies import (
@@ -35,6 +40,19 @@ FROM = 100
 def threshold_of(participants: int) -> int:
     """The framework's consensus threshold: more than two thirds."""
     return participants * 2 // 3 + 1
+
+
+def honest_minimum(participants: int) -> int:
+    """The fewest agents of which one must be honest: one more than may lie."""
+    return max(1, participants - threshold_of(participants) + 1)
+
+
+def listed_by(observations: Sequence[Observation], destination: Tuple[str, str]) -> int:
+    """The most agents listing any one invoice to `destination`."""
+    votes = Counter(
+        i for o in observations for i in set(o.invoices or ()) if (i.token, i.receiver) == destination
+    )
+    return max(votes.values(), default=0)
 
 
 @dataclass(frozen=True)
@@ -103,9 +121,11 @@ def new_invoice_worlds(draw) -> World:
         payment(make_transfer(block_number=paid_at, log_index=9, receiver=new.receiver)),
     )
     reporting = participants if draw(st.booleans()) else draw(st.integers(1, participants))
-    # Often few enough agents saw it that the others alone make a threshold.
-    few = max(1, participants - threshold)
-    watchers = draw(st.integers(1, few if draw(st.booleans()) else reporting))
+    # Often few enough agents saw it that the others alone make a threshold, but always enough
+    # that one of them is honest (`agree` ignores what fewer list: it may be a liar's invention).
+    fewest = min(honest_minimum(participants), reporting)
+    few = max(fewest, participants - threshold)
+    watchers = draw(st.integers(fewest, few if draw(st.booleans()) else reporting))
     # Often the agents that saw the new invoice are also the ones whose providers lag.
     watchers_behind = draw(st.booleans())
     observations = []
@@ -225,11 +245,15 @@ def test_observation_and_agreement_round_trip_through_json(data):
 @given(worlds)
 def test_honest_agents_never_skip_a_payment_someone_reported(world):
     """A payment an agent reported is either agreed now or left for a later period:
-    the range never moves past it unpaid while more agents could still confirm it."""
+    the range never moves past it unpaid while more agents could still confirm it, unless
+    only so few agents list an invoice to its receiver that they may all be lying."""
     result = agree(world.observations, FROM, world.threshold, world.participants)
     agreed = set(result.payments)
     assert agreed <= set(world.payments)
     for item in world.payments:
+        destination = (item.transfer.token, item.transfer.receiver)
+        if listed_by(world.observations, destination) < honest_minimum(world.participants):
+            continue
         if any(item in o.payments for o in world.observations):
             assert item in agreed or item.transfer.block_number > result.to_block, item
 
@@ -244,7 +268,7 @@ def test_invoice_seen_by_only_some_agents_caps_the_range(world):
     votes = Counter(i for o in with_invoices for i in o.invoices)
     missing = world.participants - len(with_invoices)
     for invoice, count in votes.items():
-        if count < world.threshold <= count + missing:
+        if honest_minimum(world.participants) <= count < world.threshold <= count + missing:
             assert invoice not in result.invoices
             for o in world.observations:
                 for item in o.payments:
@@ -269,7 +293,9 @@ def test_identical_honest_observations_agree_on_everything(invoices, logs, parti
         assert result == Agreement(FROM, FROM - 1)
         return
     assert result.to_block == to_block
-    assert set(result.payments) == set(observation.payments)
+    destinations = {(i.token, i.receiver) for i in invoices}
+    payable = {p for p in observation.payments if (p.transfer.token, p.transfer.receiver) in destinations}
+    assert set(result.payments) == payable  # a transfer in another token pays no invoice: not carried
     assert list(result.invoices) == sorted(invoices)
 
 
@@ -288,13 +314,13 @@ def test_payment_agreed_by_threshold_and_range_to_threshold_th_highest():
     assert result == Agreement(FROM, 110, (PAID,), (INVOICE,))
 
 
-def test_payment_reported_by_an_agent_behind_the_range_is_not_skipped():
-    """The only agent watching a new invoice scanned to 106 and saw its payment at 104;
+def test_payment_reported_by_agents_behind_the_range_is_not_skipped():
+    """The two agents watching a new invoice scanned to 106 and saw its payment at 104;
     the others scanned further but did not watch that receiver yet: stop before 104."""
     other = make_invoice(uuid="inv-0", receiver=RECEIVERS[1])
     watcher = Observation(FROM, 106, (PAID,), (INVOICE, other))
     others = Observation(FROM, 110, (), (other,))
-    result = agree([watcher, others, others, others], FROM, 3, 4)
+    result = agree([watcher, watcher, others, others], FROM, 3, 4)
     assert result.to_block == 103
     assert result.payments == ()
 
@@ -336,11 +362,14 @@ def test_payment_outside_its_observation_cannot_rewind_or_stop_the_range():
 
 
 def test_invoice_listed_by_a_lagging_minority_holds_the_range_at_what_it_scanned():
-    """Only a lagging agent lists the invoice yet: nobody else watched its receiver,
-    so the range must not pass the lagging agent's scan, even with no payment seen."""
-    lagging = Observation(FROM, 104, (), (INVOICE,))
+    """Only two lagging agents list the invoice yet: nobody else watched its receiver,
+    so the range must not pass what one of them surely scanned, even with no payment seen."""
+    lagging, lying = Observation(FROM, 104, (), (INVOICE,)), Observation(FROM, 101, (), (INVOICE,))
     ahead = Observation(FROM, 110, (), ())
-    assert agree([lagging, ahead, ahead, ahead], FROM, 3, 4) == Agreement(FROM, 104, (), ())
+    assert agree([lagging, lagging, ahead, ahead], FROM, 3, 4) == Agreement(FROM, 104, (), ())
+    assert agree_explained([lagging, lying, ahead, ahead], FROM, 3, 4) == (
+        Agreement(FROM, 101, (), ()), INVOICE_NOT_SETTLED
+    )
 
 
 @pytest.mark.parametrize(
@@ -375,3 +404,82 @@ def test_a_thousand_settlements_fit_a_consensus_transaction() -> None:
     text = Observation(500, 520, payments, invoices, tx_hash(7)).to_json()
     assert len(text) < 400_000
     assert Observation.from_json(text) == Observation(500, 520, payments, tuple(sorted(invoices)), tx_hash(7))
+
+
+# --- one adversarial observation among honest ones ---------------------------------
+
+
+@st.composite
+def lies(draw, honest: Observation) -> Observation:
+    """What a hostile agent may report instead of `honest`: omit payments, invent an invoice and a
+    payment to it, forge a payment to a watched receiver, report a tiny or a huge range."""
+    kind = draw(st.sampled_from(["omit", "invent", "forge", "tiny", "huge", "no_invoices", "other_start"]))
+    invented = make_invoice(uuid="inv-invented", receiver=address(0xBAD), amount=1)
+    if kind == "omit":
+        return replace(honest, payments=())
+    if kind == "invent":
+        fake = payment(make_transfer(block_number=FROM, log_index=77, receiver=invented.receiver))
+        return replace(honest, to_block=FROM, payments=(fake,), invoices=(*(honest.invoices or ()), invented))
+    if kind == "forge":
+        receiver = draw(st.sampled_from(RECEIVERS))
+        fake = payment(make_transfer(block_number=draw(st.integers(FROM, FROM + 8)), log_index=88, receiver=receiver))
+        return replace(honest, payments=(*honest.payments, fake))
+    if kind == "tiny":
+        return replace(honest, to_block=draw(st.sampled_from([FROM - 1, FROM])), payments=())
+    if kind == "huge":
+        return replace(honest, to_block=FROM + 10_000)
+    if kind == "no_invoices":
+        return replace(honest, to_block=FROM - 1, payments=(), invoices=None)
+    return replace(honest, from_block=FROM + 1)
+
+
+@st.composite
+def honest_with_liars(draw) -> Tuple[Observation, List[Observation], int]:
+    """The honest agents' common observation and the f = n - threshold liars' reports."""
+    participants = draw(st.integers(min_value=4, max_value=7))
+    invoices = draw(open_invoices(max_size=4))
+    payments = tuple(payment(t) for t in draw(chain_logs(min_block=FROM, max_block=FROM + 8)))
+    honest = honest_observation(payments, invoices, draw(st.integers(FROM, FROM + 8)))
+    liars = [draw(lies(honest)) for _ in range(participants - threshold_of(participants))]
+    return honest, liars, participants
+
+
+@examples(150)
+@given(honest_with_liars(), st.randoms(use_true_random=False))
+def test_liars_change_nothing_when_every_honest_agent_reports(data, rnd):
+    """Up to f liars among n reports: the agreement is the honest agents' own, whatever they say."""
+    honest, liars, participants = data
+    threshold = threshold_of(participants)
+    reports = [honest] * (participants - len(liars)) + liars
+    rnd.shuffle(reports)
+    assert agree(reports, FROM, threshold, participants) == agree([honest] * participants, FROM, threshold, participants)
+
+
+def test_one_liar_cannot_halt_or_mislead_three_honest_agents():
+    """The rows of the byzantine issue, on 3-of-4: each liar's report changes nothing."""
+    honest = Observation(FROM, 110, (PAID,), (INVOICE,))
+    expected = Agreement(FROM, 110, (PAID,), (INVOICE,))
+    invented = make_invoice(uuid="inv-invented", receiver=RECEIVERS[2])
+    liars = {
+        "omits the payment": Observation(FROM, 110, (), (INVOICE,)),
+        "invents an invoice with a short range": Observation(
+            FROM, FROM, (payment(make_transfer(block_number=FROM, receiver=invented.receiver)),), (INVOICE, invented)
+        ),
+        "reports a tiny range": Observation(FROM, FROM - 1, (), (INVOICE,)),
+        "forges a payment": Observation(FROM, 110, (PAID, payment(make_transfer(block_number=101, log_index=5))),
+                                        (INVOICE,)),
+    }
+    for name, liar in liars.items():
+        assert agree_explained([honest, liar, honest, honest], FROM, 3, 4) == (expected, ""), name
+
+
+def test_why_the_range_stopped_is_said():
+    """Each way the range can stop short names its reason; a full range names none."""
+    full = Observation(FROM, 110, (PAID,), (INVOICE,))
+    assert agree_explained([full, full], FROM, 3, 4)[1] == TOO_FEW_OBSERVATIONS
+    assert agree_explained([full, full, Observation(FROM, 99, (), None)], FROM, 3, 4)[1] == TOO_FEW_INVOICE_LISTS
+    unseen = Observation(FROM, 110, (), (INVOICE,))
+    assert agree_explained([full, full, unseen], FROM, 3, 4) == (Agreement(FROM, 103, (), (INVOICE,)),
+                                                                   PAYMENT_NOT_CONFIRMED)
+    assert agree_explained([full, full, full], FROM, 3, 4)[1] == ""
+    assert agree_explained([Observation(FROM, 99, (), (INVOICE,))] * 3, FROM, 3, 4) == (Agreement(FROM, 99), "")

@@ -44,6 +44,7 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     DedupeRound,
     DeliverWebhookRound,
     Event,
+    LATE_PAYLOAD_BLOCKS,
     FetchLogsQuorumRound,
     FinishedSettlementRound,
     KeeperFailoverRound,
@@ -141,6 +142,17 @@ def ends_with(round_obj: Any, payloads: Dict[str, BaseTxPayload]) -> Any:
             continue
         round_obj.process_payload(payload)
     return round_obj.end_block()
+
+
+def ends_after_late_blocks(round_obj: Any, payloads: Dict[str, BaseTxPayload]) -> Any:
+    """`ends_with` for a round still missing payloads: it must wait `LATE_PAYLOAD_BLOCKS` blocks past
+    the threshold for them, and end at the next."""
+    for _ in range(LATE_PAYLOAD_BLOCKS):
+        assert ends_with(round_obj, payloads) is None
+        payloads = {}
+    result = round_obj.end_block()
+    assert result is not None
+    return result
 
 
 class SettlementRoundTestMixin:
@@ -338,7 +350,7 @@ class TestFetchLogsQuorumRound(SettlementRoundTestMixin, BaseCollectDifferentUnt
         good = Observation(100, 110, (make_payment(105),), (make_invoice(),))
         payloads = {agent: FetchLogsQuorumPayload(agent, good.to_json()) for agent in self.agents[:3]}
         payloads[self.agents[3]] = FetchLogsQuorumPayload(self.agents[3], '{"payments": "all of them"}')
-        data, event = ends_with(round_of(FetchLogsQuorumRound, self.synchronized_data), payloads)
+        data, event = ends_after_late_blocks(round_of(FetchLogsQuorumRound, self.synchronized_data), payloads)
         assert event == Event.DONE
         assert data.agreement == Agreement(100, 110, (make_payment(105),), (make_invoice(),))
 
@@ -376,6 +388,36 @@ class TestFetchLogsQuorumRound(SettlementRoundTestMixin, BaseCollectDifferentUnt
                 FetchLogsQuorumPayload(agent, Observation(100, 99, (), ()).to_json())
             )
         assert test_round.end_block() is None
+
+    def test_a_fast_liar_in_the_first_threshold_decides_nothing(self) -> None:
+        """The liar's observation (no payment) arrives with two honest ones: the round waits for the
+        fourth instead of stopping before the payment, and agrees on what the three honest saw."""
+        self.set_data(checkpoint=99)
+        honest = Observation(100, 110, (make_payment(105),), (make_invoice(),))
+        liar = replace(honest, payments=())
+        test_round = round_of(FetchLogsQuorumRound, self.synchronized_data)
+        first = {"agent_3": FetchLogsQuorumPayload("agent_3", liar.to_json())}
+        first.update({a: FetchLogsQuorumPayload(a, honest.to_json()) for a in self.agents[:2]})
+        assert ends_with(test_round, first) is None
+        last = {"agent_2": FetchLogsQuorumPayload("agent_2", honest.to_json())}
+        data, event = ends_with(test_round, last)
+        assert (event, data.agreement) == (Event.DONE, Agreement(100, 110, (make_payment(105),), (make_invoice(),)))
+        test_round.context.metrics.consensus.agreement_held.labels.assert_not_called()
+
+    def test_a_range_held_back_is_logged_and_counted(self) -> None:
+        """The fourth never reports and the liar omitted the payment: after the late blocks the range
+        stops before it (the next period looks again), with one line and one count saying why."""
+        self.set_data(checkpoint=99)
+        honest = Observation(100, 110, (make_payment(105),), (make_invoice(),))
+        payloads = {a: FetchLogsQuorumPayload(a, honest.to_json()) for a in self.agents[:2]}
+        payloads["agent_3"] = FetchLogsQuorumPayload("agent_3", replace(honest, payments=()).to_json())
+        test_round = round_of(FetchLogsQuorumRound, self.synchronized_data)
+        data, event = ends_after_late_blocks(test_round, payloads)
+        assert (event, data.agreement) == (Event.DONE, Agreement(100, 104, (), (make_invoice(),)))
+        held = test_round.context.metrics.consensus.agreement_held.labels
+        held.assert_called_once_with("payment_seen_by_some")
+        logged = test_round.context.logger.logger.log.call_args
+        assert logged.args[1] == "agreement held back" and logged.kwargs["extra"]["to_block"] == 104
 
 
 # --------------------------------------------------------------------------- Dedupe
