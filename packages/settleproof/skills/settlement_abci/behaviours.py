@@ -1,5 +1,6 @@
 """Behaviours of the settlement rounds: gather inputs, call the pure cores, send the payload."""
 
+import json
 import sqlite3
 import time
 from abc import ABC
@@ -15,18 +16,21 @@ from packages.settleproof.skills.settlement_abci.delivery import (
     block_time,
     delivery_budget,
 )
-from packages.settleproof.skills.settlement_abci.dedupe import derive_events
+from packages.settleproof.skills.settlement_abci.dedupe import MAX_OUTBOX_ENTRIES, derive_events
 from packages.settleproof.skills.settlement_abci.keeper import keeper_for
 from packages.settleproof.skills.settlement_abci.metrics import (
     ConsensusMetrics,
     DurabilityMetrics,
     WebhookMetrics,
 )
+from packages.settleproof.skills.settlement_abci import settings_digest
+from packages.settleproof.skills.settlement_abci.models import InvalidSettings
 from packages.settleproof.skills.settlement_abci.observer import ObserverMixin
 from packages.settleproof.skills.settlement_abci.outbox import (
     DeliveryResult,
     OutboxEntry,
     apply_results,
+    load_dead_summary,
     load_entries,
     attempt_result,
     due,
@@ -64,6 +68,7 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     enqueued_state,
     next_block,
     next_state,
+    scan_within_capacity,
 )
 from packages.settleproof.skills.settlement_abci.store import StoreError
 from packages.settleproof.skills.settlement_abci.webhook import (
@@ -140,7 +145,8 @@ class RecoverStateBehaviour(SettlementBehaviour):
         if stored is not None and stored.seq > report.seq:
             report = stored
         self.log("info", "reporting committed state", seq=report.seq, checkpoint=report.checkpoint)
-        yield from self.finish(RecoverStatePayload(self.context.agent_address, report.to_json()))
+        settings = settings_digest.dumps(self.params.settings_digests)
+        yield from self.finish(RecoverStatePayload(self.context.agent_address, report.to_json(), settings))
 
 
 class SelectKeeperBehaviour(SettlementBehaviour):
@@ -151,12 +157,26 @@ class SelectKeeperBehaviour(SettlementBehaviour):
     def async_act(self) -> Generator:
         """Compute the keeper; every honest agent computes the same one."""
         data = self.synchronized_data
+        self.stop_if_settings_differ(data.settings_digest)
         keeper = keeper_for(data.participants, data.period_count)
         self.log(
             "info", "keeper selected", keeper=keeper,
             checkpoint=data.checkpoint, commit_seq=data.commit_seq,
         )
         yield from self.finish(SelectKeeperPayload(self.context.agent_address, keeper))
+
+
+    def stop_if_settings_differ(self, agreed: str) -> None:
+        """An agent whose vote-shaping settings differ from what a threshold agreed would split off
+        or block a majority in every round: stop it, naming the settings to fix."""
+        if not agreed:
+            return
+        differing = settings_digest.differing_classes(self.params.settings_digests, json.loads(agreed))
+        if differing:
+            names = "; ".join(f"{name} ({settings_digest.CLASS_SETTINGS[name]})" for name in differing)
+            line = f"stopping: this agent's settings differ from the other agents' in {names}"
+            self.log("critical", line)
+            raise InvalidSettings(line)
 
 
 class FetchLogsQuorumBehaviour(ObserverMixin, SettlementBehaviour):
@@ -210,8 +230,15 @@ class DedupeBehaviour(SettlementBehaviour):
     def async_act(self) -> Generator:
         """Derive the new events from agreed data only, so every agent votes for the same digest."""
         data = self.synchronized_data
-        derived = derive_events(data.agreement, data.processed_keys, self.params.settings.confirmations)
+        confirmations = self.params.settings.confirmations
+        scan = scan_within_capacity(data, confirmations)
+        derived = derive_events(scan, data.processed_keys, confirmations)
         now = block_time(self.round_sequence)
+        if scan != data.agreement:
+            self.log(
+                "warning", "outbox full: this period's scan stops early", to_block=scan.to_block,
+                agreed_to_block=data.agreement.to_block, waiting=len(data.outbox), limit=MAX_OUTBOX_ENTRIES,
+            )
         if derived.events:
             self.pending = (enqueued_state(data, derived.events, now), data.period_count)
         for settlement in derived.settlements:
@@ -407,7 +434,7 @@ class CheckpointBehaviour(ObserverMixin, SettlementBehaviour):
                 attempts=entry.attempts, last_status=entry.last_status,
             )
         metrics.outbox_depth.set(len(load_entries(vote.state.values["outbox"])))
-        metrics.dlq_depth.set(len(load_entries(vote.state.values["dead_letters"])))
+        metrics.dlq_depth.set(load_dead_summary(vote.state.values["dead_letter_summary"])[0])
         durability: DurabilityMetrics = self.context.metrics.durability
         durability.record_commit(vote.state.checkpoint, vote.state.seq, vote.reorg_block)
 

@@ -12,6 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import Mapping, Tuple
 
+#: The most events synchronized state holds waiting for the merchant (about 1 KB each). A period
+#: whose events would not fit stops its range before the first that does not, so a merchant down
+#: for days leaves its payments in the chain (agreed again later) instead of in every agent's
+#: memory and in the committed state that a recovery sends through consensus.
+MAX_OUTBOX_ENTRIES = 100
+
 from packages.settleproof.skills.settlement_abci.agreement import Agreement
 from packages.settleproof.skills.settlement_abci.matching import Settlement, match
 from packages.settleproof.skills.settlement_abci.outbox import used_transactions
@@ -48,3 +54,23 @@ def derive_events(
         key=lambda e: e.id,
     )
     return NewEvents(tuple(events), tuple(settlements), len(agreement.payments) - len(fresh))
+
+
+def within_capacity(
+    agreement: Agreement, processed: Mapping[str, int], confirmations: int, waiting: int
+) -> Agreement:
+    """`agreement` cut before the first block whose events would take the outbox (holding `waiting`
+    events) past `MAX_OUTBOX_ENTRIES`. Matching goes in chain order, so the cut scan yields exactly
+    the events of the whole scan up to the cut. An empty outbox always takes the first block with
+    events, however many, so a busy block can never stop the service."""
+    derived = derive_events(agreement, processed, confirmations)
+    room = MAX_OUTBOX_ENTRIES - waiting
+    if len(derived.events) <= room:
+        return agreement
+    blocks = sorted(settlement.transfer.block_number for settlement in derived.settlements)
+    to_block = blocks[max(room, 0)] - 1
+    if waiting == 0 and to_block < blocks[0]:
+        to_block = blocks[0]
+    to_block = max(to_block, agreement.from_block - 1)
+    payments = tuple(p for p in agreement.payments if p.transfer.block_number <= to_block)
+    return Agreement(agreement.from_block, to_block, payments, agreement.invoices)

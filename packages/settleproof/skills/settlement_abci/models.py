@@ -24,6 +24,7 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     SettlementAbciApp,
 )
 from packages.settleproof.skills.settlement_abci.rpc_metrics import RpcMetrics
+from packages.settleproof.skills.settlement_abci.settings_digest import settings_digests
 from packages.settleproof.skills.settlement_abci.store import Store, StoreError, check_existing
 from packages.valory.skills.abstract_round_abci.models import BaseParams
 from packages.valory.skills.abstract_round_abci.models import (
@@ -96,6 +97,11 @@ class Params(BaseParams):
         self._read_webhook_limits(kwargs)
         self._read_rpc_limits(kwargs)
         super().__init__(*args, **kwargs)
+
+    @property
+    def settings_digests(self) -> Dict[str, str]:
+        """The digests of the settings that shape this agent's votes (`settings_digest`)."""
+        return settings_digests(self.settings, self.outbox_policy, self.processed_retention_blocks)
 
     def _read_webhook_limits(self, kwargs: Dict[str, Any]) -> None:
         """Delivery bounds, give-up rules and backoff; a value below 1 stops start-up."""

@@ -5,6 +5,7 @@ agreed delivery report to the agreed outbox and gets the same result. Times
 are block times (unix seconds of the consensus chain), never an agent's clock.
 """
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 from typing import AbstractSet, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
@@ -132,6 +133,33 @@ def retain(
         for key, block in processed_keys.items()
         if block > oldest or key.rsplit(":", 1)[0] in open_invoices
     }
+
+
+#: No event given up on yet.
+EMPTY_DEAD_SUMMARY = '{"count":0,"digest":""}'
+
+
+def summarize_dead(summary: str, newly_dead: Sequence[OutboxEntry]) -> str:
+    """The dead-letter summary after `newly_dead`: their count added, and a digest that chains every
+    dead letter ever (SHA-256 of the previous digest and the new entries' canonical JSON), so two
+    agents' stores can be compared with the agreed state without the state holding them."""
+    count, digest = load_dead_summary(summary)
+    if not newly_dead:
+        return summary
+    digest = hashlib.sha256((digest + dumps(newly_dead)).encode()).hexdigest()
+    return json.dumps({"count": count + len(newly_dead), "digest": digest}, separators=(",", ":"))
+
+
+def load_dead_summary(summary: str) -> Tuple[int, str]:
+    """(count, digest) of a dead-letter summary; raises ValueError when malformed."""
+    try:
+        data = json.loads(summary)
+        count, digest = data["count"], data["digest"]
+    except (TypeError, KeyError, ValueError) as error:
+        raise ValueError(f"malformed dead-letter summary: {error!r}") from None
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0 or not isinstance(digest, str):
+        raise ValueError("malformed dead-letter summary: count or digest of the wrong type")
+    return count, digest
 
 
 def dumps_processed(processed_keys: Mapping[str, int]) -> str:

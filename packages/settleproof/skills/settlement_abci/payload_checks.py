@@ -18,11 +18,13 @@ from packages.settleproof.skills.settlement_abci.agreement import Observation
 from packages.settleproof.skills.settlement_abci.outbox import (
     MAX_ERROR,
     DeliveryResult,
+    load_dead_summary,
     load_entries,
     load_processed,
 )
 from packages.settleproof.skills.settlement_abci.invoices import UUID_RE
 from packages.settleproof.skills.settlement_abci.recovery import CommittedState
+from packages.settleproof.skills.settlement_abci.settings_digest import CLASSES as SETTINGS_CLASSES
 from packages.settleproof.skills.settlement_abci.transfers import MAX_TIMESTAMP
 from packages.settleproof.skills.settlement_abci.webhook_retry import (
     MAX_RETRY_DELAY_SECONDS,
@@ -131,6 +133,7 @@ def parse_recovery(state: Any) -> CommittedState:
         for key in ("outbox", "dead_letters"):  # what a resume would load: it must load
             load_entries(_shallow(report.values[key], key))
         load_processed(_shallow(report.values["processed_keys"], "processed_keys"))
+        load_dead_summary(_shallow(report.values["dead_letter_summary"], "dead_letter_summary"))
     except (RecursionError, OverflowError, TypeError, KeyError, AttributeError) as error:
         raise InvalidPayload("malformed", f"state: {error!r}"[:300]) from None
     except ValueError as error:
@@ -140,7 +143,20 @@ def parse_recovery(state: Any) -> CommittedState:
     _int(report.seq, 0, MAX_BLOCK, "seq")
     if report.checkpoint is not None:
         _int(report.checkpoint, 0, MAX_BLOCK, "checkpoint")
+    if report.parent and not SHA256_RE.fullmatch(report.parent):
+        raise InvalidPayload("malformed", f"parent {report.parent[:100]!r} is neither '' nor a SHA-256 hex digest")
     return report
+
+
+def parse_settings(text: Any) -> Dict[str, str]:
+    """One SHA-256 hex digest per settings class (`settings_digest.CLASSES`), nothing else."""
+    digests = _json(_text(text, "settings", 1024), "settings")
+    if not isinstance(digests, dict) or sorted(digests) != sorted(SETTINGS_CLASSES):
+        raise InvalidPayload("malformed", f"settings must name exactly the classes {list(SETTINGS_CLASSES)}")
+    for name, digest in digests.items():
+        if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
+            raise InvalidPayload("malformed", f"settings digest of {name} is not a SHA-256 hex digest")
+    return digests
 
 
 def parse_observation(text: Any) -> Observation:

@@ -8,9 +8,11 @@ from packages.valory.skills.abstract_round_abci.base import BaseTxPayload
 @dataclass(frozen=True)
 class RecoverStatePayload(BaseTxPayload):
     """The committed state this agent holds (`recovery.CommittedState` as JSON): the newer of its
-    durable store's and its synchronized state's."""
+    durable store's and its synchronized state's; and the digests of its vote-shaping settings
+    (`settings_digest`, JSON)."""
 
     state: str
+    settings: str
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from packages.settleproof.skills.settlement_abci.agreement import (
     agree_explained,
     anchor_verdict,
 )
-from packages.settleproof.skills.settlement_abci.dedupe import derive_events
+from packages.settleproof.skills.settlement_abci.dedupe import derive_events, within_capacity
 from packages.settleproof.skills.settlement_abci.keeper import keeper_for
 from packages.settleproof.skills.settlement_abci import payload_checks as checks
 from packages.settleproof.skills.settlement_abci.payloads import (
@@ -24,10 +24,7 @@ from packages.settleproof.skills.settlement_abci.payloads import (
     RecoverStatePayload,
     SelectKeeperPayload,
 )
-from packages.settleproof.skills.settlement_abci.recovery import (
-    CommittedState,
-    resume_from,
-)
+from packages.settleproof.skills.settlement_abci.recovery import CommittedState, decide
 from packages.settleproof.skills.settlement_abci.round_checks import CheckedPayloadRound
 from packages.settleproof.skills.settlement_abci.webhook import WebhookEvent
 from packages.valory.skills.abstract_round_abci.base import (
@@ -59,7 +56,7 @@ class Event(Enum):
 class SynchronizedData(BaseSynchronizedData):
     """The settlement state every agent agrees on.
 
-    `checkpoint`, `checkpoint_hash`, `commit_seq`, `processed_keys`, `outbox` and
+    `checkpoint`, `checkpoint_hash`, `commit_seq`, `commit_parent`, `processed_keys`, `outbox` and
     `dead_letters` persist across periods (the committed state); the rest is the
     current period's work.
     """
@@ -92,8 +89,14 @@ class SynchronizedData(BaseSynchronizedData):
 
     @property
     def dead_letters(self) -> List[outbox_rules.OutboxEntry]:
-        """Events given up on after the last attempt; kept for the operator."""
+        """Events the last commit gave up on, for each agent's durable store to keep for the operator:
+        synchronized state holds no dead letter beyond the commit that made it one."""
         return outbox_rules.load_entries(cast(str, self.db.get("dead_letters", None) or "[]"))
+
+    @property
+    def dead_letter_summary(self) -> str:
+        """How many events were ever given up on and the digest chaining them (`outbox.summarize_dead`)."""
+        return cast(str, self.db.get("dead_letter_summary", None) or outbox_rules.EMPTY_DEAD_SUMMARY)
 
     @property
     def committed_state(self) -> CommittedState:
@@ -105,9 +108,21 @@ class SynchronizedData(BaseSynchronizedData):
             {
                 "outbox": cast(str, self.db.get("outbox", None) or "[]"),
                 "dead_letters": cast(str, self.db.get("dead_letters", None) or "[]"),
+                "dead_letter_summary": self.dead_letter_summary,
                 "processed_keys": cast(str, self.db.get("processed_keys", None) or "{}"),
             },
+            self.commit_parent,
         )
+
+    @property
+    def commit_parent(self) -> str:
+        """The digest of the commit before the current one ("" if not known)."""
+        return cast(str, self.db.get("commit_parent", None) or "")
+
+    @property
+    def settings_digest(self) -> str:
+        """The vote-shaping settings' digests (JSON) a threshold of agents reported after registration."""
+        return cast(str, self.db.get("settings_digest", None) or "")
 
     @property
     def reorg_block(self) -> Optional[int]:
@@ -165,10 +180,11 @@ def next_state(
         processed = outbox_rules.retain(processed, checkpoint, retention_blocks, open_invoices)
     values = {
         "outbox": outbox_rules.dumps(remaining),
-        "dead_letters": outbox_rules.dumps([*synchronized_data.dead_letters, *dead]),
+        "dead_letters": outbox_rules.dumps(dead),
+        "dead_letter_summary": outbox_rules.summarize_dead(synchronized_data.dead_letter_summary, dead),
         "processed_keys": outbox_rules.dumps_processed(processed),
     }
-    return CommittedState(synchronized_data.commit_seq + 1, checkpoint, checkpoint_hash, values)
+    return synchronized_data.committed_state.successor(checkpoint, checkpoint_hash, values)
 
 
 def with_state(data: BaseSynchronizedData, state: CommittedState) -> "SynchronizedData":
@@ -180,6 +196,7 @@ def with_state(data: BaseSynchronizedData, state: CommittedState) -> "Synchroniz
             checkpoint=state.checkpoint,
             checkpoint_hash=state.checkpoint_hash,
             commit_seq=state.seq,
+            commit_parent=state.parent,
             **state.values,
         ),
     )
@@ -204,35 +221,60 @@ class CollectAllOrLateRound(CollectDifferentUntilThresholdRound, ABC):
         return super().end_block()
 
 
-class RecoverStateRound(CheckedPayloadRound, CollectDifferentUntilThresholdRound):
-    """After registration: agree on the committed state to resume from (see `recovery`)."""
+class RecoverStateRound(CheckedPayloadRound, CollectAllOrLateRound):
+    """After registration: agree on the vote-shaping settings and on the committed state to resume
+    from (see `recovery`); wait for more reports while neither can be decided."""
 
     payload_class = RecoverStatePayload
     synchronized_data_class = SynchronizedData
     done_event = Event.DONE
     collection_key = get_name(SynchronizedData.participant_to_recovery)
-    required_block_confirmations = 0
     #: How far back a resume may re-scan: the processed keys' retention window, set from the params.
     retention_blocks: int = 2000
 
     def parse_payload(self, payload: BaseTxPayload) -> None:
-        """A committed state that matches its digest."""
-        checks.parse_recovery(cast(RecoverStatePayload, payload).state)
+        """A committed state that matches its digest, and one digest per settings class."""
+        report = cast(RecoverStatePayload, payload)
+        checks.parse_recovery(report.state)
+        checks.parse_settings(report.settings)
 
     def end_block(self) -> Optional[Tuple[BaseSynchronizedData, Enum]]:
-        """Once a threshold of reports arrived, resume from the state `resume_from` picks."""
+        """Once the reports decide, resume from the state `recovery.decide` picks."""
         result = super().end_block()
         if result is None:
             return None
         data = cast(SynchronizedData, result[0])
+        reports = cast(List[RecoverStatePayload], list(self.collection.values()))
+        settings = [report.settings for report in reports]
+        agreed = [text for text in set(settings) if settings.count(text) >= data.consensus_threshold]
+        if not agreed:
+            return self.wait(f"no {data.consensus_threshold} agents report the same settings yet")
         # Every collected report passed `parse_recovery` at the door.
-        reports = [CommittedState.from_json(cast(RecoverStatePayload, p).state) for p in self.collection.values()]
-        chosen = resume_from(
-            reports, data.consensus_threshold, data.nb_participants, self.retention_blocks
+        decision = decide(
+            [CommittedState.from_json(report.state) for report in reports],
+            data.consensus_threshold, data.nb_participants, self.retention_blocks,
         )
-        if chosen is not None and chosen.seq >= data.commit_seq:
-            data = with_state(data, chosen)
+        if decision.wait:
+            return self.wait(decision.reason)
+        if decision.state is None and decision.reason:
+            self.log(logging.WARNING, "recovery starts afresh", decision.reason)
+        if decision.state is not None and decision.state.seq >= data.commit_seq:
+            data = with_state(data, decision.state)
+        data = data.update(synchronized_data_class=SynchronizedData, settings_digest=agreed[0])
         return data, Event.DONE
+
+    def wait(self, reason: str) -> None:
+        """Keep collecting (the round timeout starts it over); say why once per round and reason."""
+        said = self.__dict__.setdefault("_said", set())
+        if reason not in said:
+            said.add(reason)
+            self.log(logging.WARNING, "recovery waiting for more reports", reason)
+        return None
+
+    def log(self, level: int, message: str, reason: str) -> None:
+        """One structured line on this agent's log."""
+        logger = getattr(self.context.logger, "logger", self.context.logger)
+        logger.log(level, message, extra={"reason": reason, "reports": len(self.collection)})
 
 
 class SelectKeeperRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
@@ -382,18 +424,26 @@ class DedupeRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
             return result
         data = cast(SynchronizedData, result[0])
         voted_digest, now = self.most_voted_payload_values
-        derived = derive_events(data.agreement, data.processed_keys, self.confirmations)
+        scan = scan_within_capacity(data, self.confirmations)
+        derived = derive_events(scan, data.processed_keys, self.confirmations)
         if derived.digest != voted_digest:
             # This agent derives other events than the majority: never record what nobody voted for.
             return data, Event.NO_MAJORITY
         entries = outbox_rules.load_entries(enqueued_state(data, derived.events, now).values["outbox"])
         if derived.events:
             data = with_state(data, enqueued_state(data, derived.events, now))
+        if scan != data.agreement:
+            self.context.metrics.consensus.agreement_held.labels("outbox_full").inc()
         data = cast(
             SynchronizedData,
-            data.update(synchronized_data_class=SynchronizedData, delivery_report="[]"),
+            data.update(synchronized_data_class=SynchronizedData, delivery_report="[]", agreement=scan.to_json()),
         )
         return data, (Event.DONE if outbox_rules.due(entries, now) else Event.NOTHING_TO_DELIVER)
+
+
+def scan_within_capacity(data: SynchronizedData, confirmations: int) -> Agreement:
+    """The period's agreed scan, cut where the outbox would be full (`dedupe.within_capacity`)."""
+    return within_capacity(data.agreement, data.processed_keys, confirmations, len(data.outbox))
 
 
 def enqueued_state(data: SynchronizedData, events: Sequence[WebhookEvent], now: int) -> CommittedState:
@@ -405,9 +455,10 @@ def enqueued_state(data: SynchronizedData, events: Sequence[WebhookEvent], now: 
     values = {
         **data.committed_state.values,
         "outbox": outbox_rules.dumps(entries),
+        "dead_letters": "[]",
         "processed_keys": outbox_rules.dumps_processed(processed),
     }
-    return CommittedState(data.commit_seq + 1, data.checkpoint, data.checkpoint_hash, values)
+    return data.committed_state.successor(data.checkpoint, data.checkpoint_hash, values)
 
 
 class DeliverWebhookRound(CheckedPayloadRound, OnlyKeeperSendsRound):
@@ -612,9 +663,11 @@ class SettlementAbciApp(AbciApp[Event]):
             get_name(SynchronizedData.checkpoint),
             get_name(SynchronizedData.checkpoint_hash),
             get_name(SynchronizedData.commit_seq),
+            get_name(SynchronizedData.commit_parent),
             get_name(SynchronizedData.processed_keys),
             get_name(SynchronizedData.outbox),
             get_name(SynchronizedData.dead_letters),
+            get_name(SynchronizedData.dead_letter_summary),
         }
     )
     db_pre_conditions: Dict[AppState, Set[str]] = {
@@ -626,9 +679,11 @@ class SettlementAbciApp(AbciApp[Event]):
             get_name(SynchronizedData.checkpoint),
             get_name(SynchronizedData.checkpoint_hash),
             get_name(SynchronizedData.commit_seq),
+            get_name(SynchronizedData.commit_parent),
             get_name(SynchronizedData.processed_keys),
             get_name(SynchronizedData.outbox),
             get_name(SynchronizedData.dead_letters),
+            get_name(SynchronizedData.dead_letter_summary),
         },
     }
 

@@ -12,6 +12,7 @@ The test agent is `test_agent_address` (the identity `BaseSkillTestCase` gives i
 import datetime
 import hashlib
 import json
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,9 @@ from unittest.mock import MagicMock
 
 import pytest
 
+from packages.settleproof.skills.settlement_abci import settings_digest
+from packages.settleproof.skills.settlement_abci.models import InvalidSettings
+from packages.settleproof.skills.settlement_abci.outbox import EMPTY_DEAD_SUMMARY
 from packages.settleproof.skills.settlement_abci.agreement import (
     Agreement,
     Observation,
@@ -119,9 +123,11 @@ def sync_data(period: int = 0, **values: Any) -> SynchronizedData:
         "checkpoint": None,
         "checkpoint_hash": "",
         "commit_seq": 0,
+        "commit_parent": "",
         "processed_keys": "{}",
         "outbox": "[]",
         "dead_letters": "[]",
+        "dead_letter_summary": EMPTY_DEAD_SUMMARY,
     }
     db = AbciAppDB(
         setup_data=AbciAppDB.data_to_lists(setup),
@@ -385,6 +391,22 @@ class TestSelectKeeperBehaviour(SettlementFSMBehaviourBaseCase):
         assert same_payload(sent_payload(send), SelectKeeperPayload(AGENT, keeper))
         self.assert_quantity_in_outbox(0)  # no HTTP at all
         self.finish_round(Event.DONE, FetchLogsQuorumBehaviour)
+
+    def test_an_agent_whose_settings_differ_stops_naming_them(self, caplog: pytest.LogCaptureFixture) -> None:
+        """The agents agreed on other confirmations than this agent's: it stops (no payload) with one
+        line naming the class and its variables; with its own settings agreed it goes on."""
+        own = self.skill.skill_context.params.settings_digests
+        agreed = settings_digest.dumps({**own, "chain": "00" * 32})
+        self.go_to(SelectKeeperBehaviour, sync_data(settings_digest=agreed))
+        with caplog.at_level(logging.CRITICAL), self.capture_payload() as send, pytest.raises(InvalidSettings) as stop:
+            self.behaviour.act_wrapper()
+        send.assert_not_called()
+        assert "differ from the other agents' in chain (SETTLEPROOF_CONFIRMATIONS" in str(stop.value)
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL] == [str(stop.value)]
+        self.go_to(SelectKeeperBehaviour, sync_data(settings_digest=settings_digest.dumps(own)))
+        with self.capture_payload() as send:
+            self.behaviour.act_wrapper()
+        assert sent_payload(send).keeper == "agent_1"
 
 
 class TestRoundEntriesAreCounted(SettlementFSMBehaviourBaseCase):

@@ -8,6 +8,7 @@ time is the timestamp of the round's first block, set on the round sequence.
 # pylint: disable=protected-access,attribute-defined-outside-init
 
 import datetime
+import hashlib
 import json
 import logging
 import logging.config
@@ -367,7 +368,10 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
             replace(self.gone, attempts=1, last_status=410, last_attempt_at=NOW, next_attempt_at=NOW + 10,
                     dead_reason="gone"),
         ]
-        digest = digest_of(110, [self.waiting], expected_dead, self.processed, 1, block_hash(110))
+        before = digest_of(99, [self.delivered, self.dying, self.gone, self.waiting], [], self.processed, 0)
+        summary = json.dumps({"count": 2, "digest": hashlib.sha256(dumps(expected_dead).encode()).hexdigest()},
+                             separators=(",", ":"))
+        digest = digest_of(110, [self.waiting], expected_dead, self.processed, 1, block_hash(110), before, summary)
         assert same_payload(payload, CheckpointPayload(AGENT, 110, block_hash(110), digest))
         assert not (data_dir / "settleproof.sqlite3").exists()  # nothing is stored before the round ends
         self.end_round(Event.DONE, committed=data)
@@ -432,7 +436,8 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
         assert payload.checkpoint == 99
         (halted,) = logged(caplog, "halted: the chain no longer holds the checkpoint block; not advancing")
         assert halted.block == 99 and halted.levelname == "ERROR"
-        data.db.update(commit_seq=1)  # what the round commits: the same state, one more commit
+        # What the round commits: the same state, one more commit.
+        data.db.update(commit_seq=1, commit_parent=data.committed_state.digest)
         self.mock_a2a_transaction()
         self._test_done_flag_set()
         super().end_round(Event.DONE)
@@ -492,7 +497,8 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
     def test_first_period_without_agreement_votes_minus_one(self) -> None:
         """Nothing agreed yet (-1..-2) and no checkpoint: vote -1 (no checkpoint) with an empty state."""
         payload = self.vote(sync_data(agreement=Agreement(-1, -2).to_json()))
-        assert same_payload(payload, CheckpointPayload(AGENT, -1, "", digest_of(None, [], [], {})))
+        first = digest_of(None, [], [], {}, 1, "", digest_of(None, [], [], {}, 0))
+        assert same_payload(payload, CheckpointPayload(AGENT, -1, "", first))
 
 
 # --------------------------------------------------------------------------- RecoverState

@@ -4,10 +4,12 @@ import json
 import random
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from packages.settleproof.skills.settlement_abci.outbox import (
+    EMPTY_DEAD_SUMMARY,
     MAX_ERROR,
     DeliveryResult,
     OutboxEntry,
@@ -18,10 +20,12 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     dumps,
     dumps_processed,
     enqueue,
+    load_dead_summary,
     load_entries,
     load_processed,
     load_results,
     retain,
+    summarize_dead,
     used_transactions,
 )
 from packages.settleproof.skills.settlement_abci.webhook_retry import MAX_RETRY_DELAY_SECONDS, Backoff
@@ -251,3 +255,17 @@ def test_processed_keys_round_trip_canonically() -> None:
     text = dumps_processed({"b:0x2": 7, "a:0x1": 5})
     assert text == '{"a:0x1":5,"b:0x2":7}'
     assert load_processed(text) == {"a:0x1": 5, "b:0x2": 7} and load_processed("") == {}
+
+
+def test_the_dead_letter_summary_counts_and_chains_every_dead_letter() -> None:
+    """Count and digest move with each batch of dead letters; no batch, no change; order of commits
+    matters (the digest chains them); a malformed summary is a ValueError."""
+    first, second = [OutboxEntry("a:" + tx_hash(1), "{}", 1, 410, dead_reason="gone")], [OutboxEntry("b:" + tx_hash(2), "{}", 10, 503, dead_reason="max_attempts")]
+    one = summarize_dead(EMPTY_DEAD_SUMMARY, first)
+    two = summarize_dead(one, second)
+    assert load_dead_summary(one)[0] == 1 and load_dead_summary(two)[0] == 2
+    assert summarize_dead(two, []) == two
+    assert summarize_dead(summarize_dead(EMPTY_DEAD_SUMMARY, second), first) != two
+    for bad in ("", "[]", '{"count":-1,"digest":""}', '{"count":true,"digest":""}', '{"count":1}'):
+        with pytest.raises(ValueError):
+            load_dead_summary(bad)

@@ -20,6 +20,7 @@ from packages.settleproof.skills.settlement_abci.dedupe import derive_events
 from packages.settleproof.skills.settlement_abci.matching import match
 from packages.settleproof.skills.settlement_abci.outbox import (
     DeliveryResult,
+    OutboxEntry,
     OutboxPolicy,
     apply_results,
     dumps,
@@ -29,7 +30,13 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     load_processed,
     retain,
 )
-from packages.settleproof.skills.settlement_abci.recovery import CommittedState, resume_from
+from packages.settleproof.skills.settlement_abci.recovery import (
+    CommittedState,
+    Decision,
+    decide,
+    resume_from,
+    vouched_states,
+)
 from packages.settleproof.skills.settlement_abci.tests.strategies import (
     examples,
     make_invoice,
@@ -155,23 +162,26 @@ INVOICES = tuple(make_invoice(uuid=f"inv-{i}", receiver="0x" + f"{0xB1:040x}", a
 POLICY = OutboxPolicy(max_attempts=10**6, max_age_seconds=10**9)  # nothing dead-letters here
 AGENTS, THRESHOLD = 4, 3
 WINDOW = 5  # blocks of processed keys kept in synchronized state
+START_BLOCK = 1  # SETTLEPROOF_START_BLOCK, as production sets it: where a fresh start scans from
 
 
 @dataclass
 class Service:
-    """Synchronized state (lost on a restart of everything), each agent's store, the merchant's inbox."""
+    """Synchronized state (lost on a restart of everything), each agent's store (and the commit
+    before, which a kill -9 may fall back to), and the merchant's inbox."""
 
     chain: List[Payment]
     head: int
     synced: CommittedState = field(default_factory=CommittedState)
     stores: List[CommittedState] = field(default_factory=lambda: [CommittedState()] * AGENTS)
+    previous: List[CommittedState] = field(default_factory=lambda: [CommittedState()] * AGENTS)
     acknowledged: Set[str] = field(default_factory=set)
     clock: int = 1_700_000_000
 
-    def period(self, merchant_up: bool, lost_writes: Set[int], crash_before_commit: bool) -> None:
-        """One period: scan up to 3 blocks, enqueue, deliver, then commit (stores may miss the write)."""
+    def period(self, merchant_up: bool, crash_before_commit: bool) -> None:
+        """One period: scan up to 3 blocks, enqueue, deliver, then commit."""
         self.clock += 60
-        start = 1 if self.synced.checkpoint is None else self.synced.checkpoint + 1
+        start = START_BLOCK if self.synced.checkpoint is None else self.synced.checkpoint + 1
         to_block = min(self.head, start + 2)
         payments = tuple(p for p in self.chain if start <= p.transfer.block_number <= to_block)
         agreement = Agreement(start, to_block, payments, self.listed())
@@ -179,51 +189,65 @@ class Service:
         events = derive_events(agreement, processed, 3).events
         outbox, processed = enqueue(load_entries(self.synced.values["outbox"]), processed, events, self.clock)
         if events:  # the Dedupe round's commit, stored before anything is POSTed
-            self.commit(replace(self.synced, seq=self.synced.seq + 1, values={
-                "outbox": dumps(outbox), "dead_letters": "[]", "processed_keys": dumps_processed(processed)
-            }), lost_writes)
+            self.commit(self.synced.successor(self.synced.checkpoint, self.synced.checkpoint_hash, {
+                "outbox": dumps(outbox), "processed_keys": dumps_processed(processed)
+            }))
         report = []
         for entry in outbox:  # the keeper POSTs everything due; the merchant acks only when up
             if merchant_up:
                 self.acknowledged.add(entry.id)
             report.append(DeliveryResult(entry.id, 204 if merchant_up else 503, "", self.clock, self.clock + 1))
         if crash_before_commit:
-            self.restart()
             return
         remaining, dead, _ = apply_results(outbox, report, POLICY)
         assert not dead
         kept = retain(processed, to_block, WINDOW, {i.uuid for i in agreement.invoices})
-        self.commit(CommittedState(self.synced.seq + 1, to_block, f"0x{to_block:x}", {
-            "outbox": dumps(remaining), "dead_letters": "[]", "processed_keys": dumps_processed(kept)
-        }), lost_writes)
+        self.commit(self.synced.successor(to_block, f"0x{to_block:x}", {
+            "outbox": dumps(remaining), "processed_keys": dumps_processed(kept)
+        }))
 
-    def commit(self, committed: CommittedState, lost_writes: Set[int]) -> None:
-        """A round commits `committed`; the agents in `lost_writes` crash before storing it."""
+    def commit(self, committed: CommittedState) -> None:
+        """A round commits `committed` and every agent stores it."""
         self.synced = committed
-        self.stores = [s if i in lost_writes else committed for i, s in enumerate(self.stores)]
+        self.previous, self.stores = self.stores, [committed] * AGENTS
 
     def listed(self) -> tuple:
         """The merchant lists an invoice until it acknowledged a payment of it."""
         closed = {event_id.split(":")[0] for event_id in self.acknowledged}
         return tuple(i for i in INVOICES if i.uuid not in closed)
 
-    def restart(self) -> None:
-        """Every agent (and the consensus chain) restarts: synchronized state comes from the stores."""
-        self.synced = resume_from(self.stores, THRESHOLD, AGENTS, WINDOW) or CommittedState()
+    def restart(self, lost_writes: Set[int], order: List[int], liar: bool) -> None:
+        """Every agent is killed (those in `lost_writes` lose their last write) and restarts with an
+        empty chain. RecoverState decides on the first threshold of reports, in `order`, or waits
+        for the rest; with `liar`, the first agent in `order` reports a forged successor of its state
+        whose outbox holds an event nobody paid."""
+        self.stores = [self.previous[i] if i in lost_writes else self.stores[i] for i in range(AGENTS)]
+        self.previous = list(self.stores)  # nothing is in flight any more: the next kill loses no more
+        reports = [self.stores[i] for i in order]
+        if liar:
+            forged = dumps([OutboxEntry("forged:0xf", "{}")])
+            reports[0] = reports[0].successor(10**6, "", {"outbox": forged})
+        decision = decide(reports[:THRESHOLD], THRESHOLD, AGENTS, WINDOW)
+        if decision.wait:
+            decision = decide(reports, THRESHOLD, AGENTS, WINDOW)
+        assert not decision.wait, decision
+        self.synced = decision.state or CommittedState()  # afresh: from START_BLOCK
 
     def drain(self) -> None:
         """Run calm periods until the head is scanned and the outbox is empty."""
         for _ in range(100):
             if self.synced.checkpoint == self.head and self.synced.values["outbox"] == "[]":
                 return
-            self.period(True, set(), False)
+            self.period(True, False)
         raise AssertionError("the service never caught up")
 
 
 steps = st.lists(
     st.one_of(
-        st.tuples(st.just("period"), st.booleans(), st.sets(st.integers(0, AGENTS - 1), max_size=2), st.booleans()),
-        st.tuples(st.just("restart")),
+        st.tuples(st.just("period"), st.booleans(), st.booleans()),
+        # Every commit reaches at least f + 1 = 2 stores: the others may lose it to the kill.
+        st.tuples(st.just("restart"), st.sets(st.integers(0, AGENTS - 1), max_size=AGENTS - THRESHOLD + 1),
+                  st.permutations(range(AGENTS)), st.booleans()),
     ),
     max_size=14,
 )
@@ -232,13 +256,14 @@ chains = st.lists(
 )
 
 
-@examples(150)
+@examples(200)
 @given(chains, steps)
 def test_acknowledged_ids_are_exactly_the_matched_payments(chain_spec, script) -> None:  # type: ignore[no-untyped-def]
-    """Whatever the interleaving of periods, merchant outages, lost store writes (at most two agents
-    miss a commit), crashes between delivery and checkpoint, and restarts of everything: once the
-    service catches up, the merchant has acknowledged exactly the ids `match` gives for the whole
-    chain, although it closes each invoice as soon as it acknowledged a payment of it."""
+    """Whatever the interleaving of periods, merchant outages, crashes between delivery and
+    checkpoint, and kills of every agent (up to two of them losing their last write, the service
+    deciding on the first threshold of reports if it can, one of them possibly a liar's forgery): once the service catches
+    up, the merchant has acknowledged exactly the ids `match` gives for the whole chain (never the
+    forged one), although it closes each invoice as soon as it acknowledged a payment of it."""
     chain = [
         Payment(make_transfer(block_number=block, log_index=i, tx_hash=tx_hash(100 + i), value=value,
                               receiver="0x" + f"{0xB1:040x}", block_hash=tx_hash(block)), 1_700_000_000 + block)
@@ -247,10 +272,52 @@ def test_acknowledged_ids_are_exactly_the_matched_payments(chain_spec, script) -
     service = Service(chain, head=12)
     for step in script:
         if step[0] == "restart":
-            service.restart()
+            _, lost_writes, order, liar = step
+            service.restart(lost_writes, list(order), liar)
         else:
-            _, merchant_up, lost_writes, crash = step
-            service.period(merchant_up, lost_writes, crash)
+            _, merchant_up, crash = step
+            service.period(merchant_up, crash)
     service.drain()
     expected = {s.key for s in match(INVOICES, [p.transfer for p in chain])}
     assert service.acknowledged == expected
+
+
+# --------------------------------------------------------------------------- decide
+
+
+def chained(n: int) -> List[CommittedState]:
+    """Commits 1..n, each naming the one before as its parent."""
+    states = [CommittedState()]
+    for k in range(1, n + 1):
+        states.append(states[-1].successor(100 + 10 * k, f"0x{k:02x}", state(k, None, keys=k).values))
+    return states
+
+
+def test_a_report_vouches_for_its_parent_too() -> None:
+    """Commit 9's store vouches for commit 8; an unrelated state with seq 8 gets nothing from it."""
+    states = chained(9)
+    assert vouched_states([states[9], states[8]], 2) == [states[8]]
+    assert vouched_states([states[9], state(8, 180)], 2) == []
+
+
+def test_decide_waits_while_a_newer_state_may_be_vouched_for() -> None:
+    """Three of four reports, one newer than the vouched: wait; all four: the newest vouched."""
+    states = chained(9)
+    waiting = decide([states[9], states[8], CommittedState()], 3, 4)
+    assert waiting.wait and "commits [9]" in waiting.reason
+    assert decide([states[9], states[8], CommittedState(), states[8]], 3, 4).state == states[8]
+    assert decide([states[9], states[8], states[9]], 3, 4).state is not None
+
+
+def test_decide_starts_afresh_only_when_nothing_can_be_vouched_for() -> None:
+    """Nobody holds anything: afresh at once. One holder of four: afresh once all reported, saying so."""
+    assert decide([CommittedState()] * 3, 3, 4) == Decision(reason="no agent holds a committed state")
+    lone = decide([state(9, 900), CommittedState(), CommittedState(), CommittedState()], 3, 4)
+    assert lone.state is None and not lone.wait and "SETTLEPROOF_START_BLOCK" in lone.reason
+
+
+def test_the_parent_is_part_of_the_digest_and_the_json() -> None:
+    """A state names its parent, and changing it changes the digest."""
+    child = chained(2)[2]
+    assert CommittedState.from_json(child.to_json()) == child
+    assert replace(child, parent="").digest != child.digest

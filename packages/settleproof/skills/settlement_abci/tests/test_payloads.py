@@ -31,7 +31,7 @@ SENDER = "agent_0"
 @pytest.mark.parametrize(
     "payload_cls, fields",
     [
-        (RecoverStatePayload, {"state": '{"seq":0}'}),
+        (RecoverStatePayload, {"state": '{"seq":0}', "settings": '{"chain":"00"}'}),
         (SelectKeeperPayload, {"keeper": "agent_1"}),
         (FetchLogsQuorumPayload, {"observation": '{"from_block":1}'}),
         (DedupePayload, {"events_digest": "ef" * 32, "block_time": 1_700_000_000}),

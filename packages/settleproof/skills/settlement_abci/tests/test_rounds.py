@@ -9,6 +9,7 @@ and the synchronized data the round must leave behind.
 
 import hashlib
 import json
+from copy import deepcopy
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional
@@ -23,6 +24,7 @@ from packages.settleproof.skills.settlement_abci.agreement import (
 )
 from packages.settleproof.skills.settlement_abci.invoices import Invoice
 from packages.settleproof.skills.settlement_abci.outbox import (
+    EMPTY_DEAD_SUMMARY,
     DeliveryResult,
     OutboxEntry,
     OutboxPolicy,
@@ -58,6 +60,7 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     next_block,
     next_state,
 )
+from packages.settleproof.skills.settlement_abci import settings_digest
 from packages.settleproof.skills.settlement_abci.dedupe import derive_events
 from packages.settleproof.skills.settlement_abci.recovery import CommittedState
 from packages.settleproof.skills.settlement_abci.transfers import Transfer
@@ -712,6 +715,8 @@ def digest_of(
     processed: Dict[str, int],
     seq: int = 1,
     checkpoint_hash: str = "",
+    parent: str = "",
+    dead_summary: str = EMPTY_DEAD_SUMMARY,
 ) -> str:
     """The digest of a committed state, written out independently of `recovery.CommittedState`."""
     text = json.dumps(
@@ -719,8 +724,10 @@ def digest_of(
             "seq": seq,
             "checkpoint": checkpoint,
             "checkpoint_hash": checkpoint_hash,
+            "parent": parent,
             "outbox": dumps(outbox),
             "dead_letters": dumps(dead),
+            "dead_letter_summary": dead_summary,
             "processed_keys": json.dumps(dict(sorted(processed.items())), separators=(",", ":")),
         },
         sort_keys=True,
@@ -776,11 +783,25 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
               last_attempt_at=NOW),
         untouched,
     ]
+    # Only what this commit gave up on: earlier dead letters are in the agents' stores, not in the state.
     expected_dead = [
         entry("dying", attempts=10, last_status=502, next_attempt_at=NOW + 90, last_attempt_at=NOW,
               dead_reason="max_attempts"),
-        old_dead,
     ]
+
+    def commit_digest(
+        self, checkpoint: Optional[int], outbox: List[OutboxEntry], dead: List[OutboxEntry], checkpoint_hash: str = ""
+    ) -> str:
+        """The digest of the state this period commits: one commit after the set-up one (its parent),
+        holding only the newly dead, and counting them in the summary that chains their digests."""
+        before = self.synchronized_data.db.get("checkpoint", None)
+        parent = digest_of(
+            before, [self.delivered, self.retried, self.dying, self.untouched], [self.old_dead], self.processed, 0
+        )
+        summary = json.dumps(
+            {"count": len(dead), "digest": hashlib.sha256(dumps(dead).encode()).hexdigest()}, separators=(",", ":")
+        ) if dead else EMPTY_DEAD_SUMMARY
+        return digest_of(checkpoint, outbox, dead, self.processed, 1, checkpoint_hash, parent, summary)
 
     def run_round(self, vote: int, digest: str, expected_checkpoint: Optional[int], voted_hash: str = "") -> None:
         """All agents vote (vote, voted_hash, digest); the round must store the expected state."""
@@ -823,7 +844,7 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         """Checkpoint 99, agreed scan 100..110: the checkpoint moves to 110 with its hash, the commit
         is counted and the report is applied."""
         self.setup_state(99, Agreement(100, 110))
-        digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed, 1, self.new_hash)
+        digest = self.commit_digest(110, self.expected_outbox, self.expected_dead, self.new_hash)
         state = next_state(110, self.new_hash, self.synchronized_data, OutboxPolicy(), 1000)
         assert state.digest == digest
         self.run_round(110, digest, 110, self.new_hash)
@@ -832,12 +853,12 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
     def test_first_start_commits_checkpoint_before_safe_head(self) -> None:
         """No checkpoint, agreed empty range at safe head 497: the checkpoint becomes 496."""
         self.setup_state(None, Agreement(497, 496))
-        self.run_round(496, digest_of(496, self.expected_outbox, self.expected_dead, self.processed), 496)
+        self.run_round(496, self.commit_digest(496, self.expected_outbox, self.expected_dead), 496)
 
     def test_nothing_agreed_keeps_no_checkpoint(self) -> None:
         """No checkpoint and nothing agreed (-1..-2): the vote is -1 and the checkpoint stays None."""
         self.setup_state(None, Agreement(-1, -2))
-        self.run_round(-1, digest_of(None, self.expected_outbox, self.expected_dead, self.processed), None)
+        self.run_round(-1, self.commit_digest(None, self.expected_outbox, self.expected_dead), None)
 
     def test_old_processed_keys_leave_unless_their_invoice_is_open(self) -> None:
         """Retention 1000 blocks, checkpoint 5000: keys of blocks <= 4000 go, except an open invoice's."""
@@ -868,7 +889,7 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
     def test_checkpoint_vote_differs_from_local_state(self) -> None:
         """The right digest with a wrong checkpoint (105 instead of 110) is refused too."""
         self.setup_state(99, Agreement(100, 110))
-        digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed)
+        digest = self.commit_digest(110, self.expected_outbox, self.expected_dead)
         payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 105, "", digest))
         result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
         assert result is not None
@@ -878,7 +899,7 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
     def test_hash_must_match_the_digest(self) -> None:
         """A digest made with one block hash and a vote naming another are refused."""
         self.setup_state(99, Agreement(100, 110))
-        digest = digest_of(110, self.expected_outbox, self.expected_dead, self.processed, 1, self.new_hash)
+        digest = self.commit_digest(110, self.expected_outbox, self.expected_dead, self.new_hash)
         payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, block_hash(111), digest))
         result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
         assert result is not None
@@ -892,10 +913,9 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         outbox = [self.untouched]
         dead = [
             self.expected_dead[0],
-            self.old_dead,
             replace(self.expected_outbox[0], dead_reason="max_attempts"),
         ]
-        digest = digest_of(110, outbox, dead, self.processed)
+        digest = self.commit_digest(110, outbox, dead)
         payloads = same_payloads(self.participants, lambda p: CheckpointPayload(p, 110, "", digest))
         result = ends_with(round_of(CheckpointRound, self.synchronized_data), payloads)
         assert result is not None
@@ -925,22 +945,38 @@ def committed(seq: int, checkpoint: Optional[int], outbox: str = "[]") -> Commit
     processed = dumps_processed({f"inv-{n}:{tx_hash(n)}": n for n in range(seq)})
     return CommittedState(
         seq, checkpoint, "" if checkpoint is None else block_hash(checkpoint),
-        {"outbox": outbox, "dead_letters": "[]", "processed_keys": processed},
+        {"outbox": outbox, "dead_letters": "[]", "dead_letter_summary": EMPTY_DEAD_SUMMARY,
+         "processed_keys": processed},
     )
+
+
+#: What every agent of these tests reports as its settings' digests.
+SETTINGS = settings_digest.dumps({name: "ab" * 32 for name in settings_digest.CLASSES})
 
 
 class TestRecoverStateRound(SettlementRoundTestMixin, BaseCollectDifferentUntilThresholdRoundTest):
     """RecoverStateRound: after registration the agents resume from the state `recovery.resume_from` picks."""
 
-    def end_with(self, reports: List[str]) -> Any:
-        """end_block's result when the agents report these (JSON) states."""
-        payloads = {agent: RecoverStatePayload(agent, text) for agent, text in zip(self.agents, reports)}
-        return ends_with(round_of(RecoverStateRound, self.synchronized_data), payloads)
+    def end_with(self, reports: List[str], settings: Optional[List[str]] = None) -> Any:
+        """end_block's result when the agents report these (JSON) states (and settings), once the
+        late blocks passed if some agent's report is missing or refused."""
+        payloads = {
+            agent: RecoverStatePayload(agent, text, setting)
+            for agent, text, setting in zip(self.agents, reports, settings or [SETTINGS] * len(reports))
+        }
+        test_round = round_of(RecoverStateRound, deepcopy(self.synchronized_data))  # rounds update their db
+        result = ends_with(test_round, payloads)
+        for _ in range(LATE_PAYLOAD_BLOCKS):
+            if result is not None:
+                break
+            result = test_round.end_block()
+        self.last_round = test_round
+        return result
 
     def test_done_resumes_from_the_stored_state(self) -> None:
         """All four stores hold commit 7 at block 120: the synchronized state becomes exactly it."""
         state = committed(7, 120, dumps([entry("waiting")]))
-        payloads = {agent: RecoverStatePayload(agent, state.to_json()) for agent in self.agents}
+        payloads = {agent: RecoverStatePayload(agent, state.to_json(), SETTINGS) for agent in self.agents}
 
         def expected(data: SynchronizedData, round_: RecoverStateRound) -> SynchronizedData:
             return data.update(
@@ -968,12 +1004,28 @@ class TestRecoverStateRound(SettlementRoundTestMixin, BaseCollectDifferentUntilT
         assert data.processed_keys == load_processed(newer.values["processed_keys"])
 
     def test_damaged_and_lone_reports_count_for_nothing(self) -> None:
-        """A damaged report and a state only one agent claims are ignored; the vouched one wins."""
+        """A damaged report is refused at the door, and a state only one agent claims once everyone
+        reported is not vouched for: the vouched state wins either way."""
         vouched, forged = committed(5, 100), committed(9, 900)
         damaged = vouched.to_json().replace('"seq":5', '"seq":6')
-        data, event = self.end_with([vouched.to_json(), vouched.to_json(), forged.to_json(), damaged])
-        assert event == Event.DONE
-        assert data.committed_state == vouched
+        data, event = self.end_with([vouched.to_json(), vouched.to_json(), vouched.to_json(), damaged])
+        assert event == Event.DONE and data.committed_state == vouched
+        data, event = self.end_with([vouched.to_json(), vouched.to_json(), forged.to_json(), vouched.to_json()])
+        assert event == Event.DONE and data.committed_state == vouched
+
+    def test_stores_one_commit_apart_vouch_for_the_older(self) -> None:
+        """The issue's case: after a kill -9 one store holds commit 9, one commit 8 (9's parent) and one
+        nothing, and the fourth report is late. Commit 8 is vouched for, but 9 may be real too:
+        resuming at 8 would forget what 9 recorded, so wait. The fourth decides: 9 if it holds 9, else
+        8 (9 is then held by fewer than f + 1 stores, as only a forgery can be)."""
+        eight = committed(8, 120)
+        nine = eight.successor(130, block_hash(130), committed(9, 130).values)
+        three = [nine.to_json(), eight.to_json(), CommittedState().to_json()]
+        assert self.end_with(three) is None
+        data, event = self.end_with([*three, nine.to_json()])
+        assert event == Event.DONE and data.committed_state == replace(nine, checkpoint=120, checkpoint_hash="")
+        data, event = self.end_with([*three, eight.to_json()])
+        assert event == Event.DONE and data.committed_state == eight
 
     def test_empty_stores_start_afresh(self) -> None:
         """Nobody holds a state: nothing is set, the first scan starts as on a first start."""
@@ -993,7 +1045,7 @@ class TestRecoverStateRound(SettlementRoundTestMixin, BaseCollectDifferentUntilT
         """Two reports are not a threshold."""
         test_round = round_of(RecoverStateRound, self.synchronized_data)
         for agent in self.agents[:2]:
-            test_round.process_payload(RecoverStatePayload(agent, CommittedState().to_json()))
+            test_round.process_payload(RecoverStatePayload(agent, CommittedState().to_json(), SETTINGS))
         assert test_round.end_block() is None
 
 
@@ -1108,7 +1160,8 @@ class TestSettlementAbciApp:
     def test_cross_period_state_survives_a_new_period(self) -> None:
         """The committed state carries over; the period's work does not."""
         assert SettlementAbciApp.cross_period_persisted_keys == frozenset(
-            {"checkpoint", "checkpoint_hash", "commit_seq", "processed_keys", "outbox", "dead_letters"}
+            {"checkpoint", "checkpoint_hash", "commit_seq", "commit_parent", "processed_keys", "outbox",
+             "dead_letters", "dead_letter_summary"}
         )
         assert SettlementAbciApp.db_post_conditions[FinishedSettlementRound] == set(
             SettlementAbciApp.cross_period_persisted_keys
@@ -1128,9 +1181,11 @@ class TestSettlementAbciApp:
             checkpoint=110,
             checkpoint_hash=block_hash(110),
             commit_seq=4,
+            commit_parent="",
             processed_keys='{"k:0x1":7}',
             outbox="[]",
             dead_letters="[]",
+            dead_letter_summary=EMPTY_DEAD_SUMMARY,
             agreement=Agreement(100, 110).to_json(),
             most_voted_keeper_address="agent_0",
         )
@@ -1157,7 +1212,7 @@ class TestPayloadsAreCheckedAtTheDoor(SettlementRoundTestMixin, BaseCollectSameU
         (CheckpointRound, CheckpointPayload("agent_3", 120, "0x12", "ab" * 32), "malformed"),
         (CheckpointRound, CheckpointPayload("agent_3", 2**64, "", "ab" * 32), "out_of_range"),
         (FetchLogsQuorumRound, FetchLogsQuorumPayload("agent_3", '{"payments": "all of them"}'), "malformed"),
-        (RecoverStateRound, RecoverStatePayload("agent_3", "[" * 100_000), "malformed"),
+        (RecoverStateRound, RecoverStatePayload("agent_3", "[" * 100_000, SETTINGS), "malformed"),
     ])
     def test_refused_with_its_reason(self, round_cls: Any, payload: BaseTxPayload, reason: str) -> None:
         """Malformed or impossible: refused, counted by round and reason, and not collected."""
@@ -1178,7 +1233,7 @@ class TestPayloadsAreCheckedAtTheDoor(SettlementRoundTestMixin, BaseCollectSameU
             (KeeperFailoverRound, KeeperFailoverPayload("agent_3", sorted(self.participants)[1], 1)),
             (CheckpointRound, CheckpointPayload("agent_3", -1, "", "ab" * 32)),
             (FetchLogsQuorumRound, FetchLogsQuorumPayload("agent_3", Observation(-1, 120).to_json())),
-            (RecoverStateRound, RecoverStatePayload("agent_3", CommittedState().to_json())),
+            (RecoverStateRound, RecoverStatePayload("agent_3", CommittedState().to_json(), SETTINGS)),
         ]
         for round_cls, payload in honest:
             round_of(round_cls, self.synchronized_data).check_payload(payload)
