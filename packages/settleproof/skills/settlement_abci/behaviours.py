@@ -33,7 +33,6 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     load_dead_summary,
     load_entries,
     attempt_result,
-    due,
     dumps,
     event_fields,
 )
@@ -67,6 +66,7 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     committed_checkpoint,
     enqueued_state,
     next_block,
+    due_now,
     next_state,
     scan_within_capacity,
 )
@@ -278,7 +278,7 @@ class DeliverWebhookBehaviour(WebhookSenderMixin, SettlementBehaviour):
             self.set_done()
             return
         now = block_time(self.round_sequence)
-        entries = due(data.outbox, now, self.params.webhook_max_per_period)
+        entries = due_now(data, now, self.params.webhook_max_per_period)
         self.log("info", "delivering", due=len(entries), waiting=len(data.outbox))
         with self.context.benchmark_tool.measure(self.behaviour_id).local():
             results = yield from self.deliver(entries, now)
@@ -317,8 +317,14 @@ class DeliverWebhookBehaviour(WebhookSenderMixin, SettlementBehaviour):
             outcome = outcome_of(reply.status)
             metrics.deliveries.labels(outcome.value).inc()
             metrics.latency.observe(attempt.seconds * 1000)
-            if result.delivered:
+            if result.delivered and not entry.acknowledged:
                 metrics.verification_latency.observe(max(0.0, time.time() - entry.created_at))
+            if entry.acknowledged:
+                metrics.redeliveries.inc()
+                self.log(
+                    "warning", "webhook sent again: the merchant still lists its invoice after a 2xx",
+                    **event_fields(entry.id), acknowledgements=entry.acknowledgements,
+                )
             self.log(
                 "info" if result.delivered else "warning",
                 "webhook attempt",

@@ -65,7 +65,7 @@ def within_capacity(
     events, however many, so a busy block can never stop the service."""
     derived = derive_events(agreement, processed, confirmations)
     room = MAX_OUTBOX_ENTRIES - waiting
-    if len(derived.events) <= room:
+    if not derived.events or len(derived.events) <= room:
         return agreement
     blocks = sorted(settlement.transfer.block_number for settlement in derived.settlements)
     to_block = blocks[max(room, 0)] - 1

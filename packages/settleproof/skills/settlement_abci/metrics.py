@@ -49,6 +49,11 @@ class WebhookMetrics:
             ["reason"],
             registry=registry,
         )
+        self.redeliveries = Counter(
+            "webhook_redeliveries_total",
+            "Events sent again because the merchant still listed their invoice after a reported 2xx",
+            registry=registry,
+        )
         self.outbox_depth = Gauge(
             "webhook_outbox_depth",
             "Events waiting in the agreed outbox after the last checkpoint",

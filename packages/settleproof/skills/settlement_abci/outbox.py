@@ -28,7 +28,8 @@ class OutboxEntry:  # pylint: disable=too-many-instance-attributes
     """One event awaiting delivery (or, in the dead-letter queue, given up on).
 
     `id` and `body` never change after the entry is created; the rest records
-    the attempts. `dead_reason` is set only on dead letters.
+    the attempts. `dead_reason` is set only on dead letters; `acknowledgements`
+    counts the 2xx replies keepers reported (see `close_acknowledged`).
     """
 
     id: str
@@ -40,6 +41,17 @@ class OutboxEntry:  # pylint: disable=too-many-instance-attributes
     next_attempt_at: int = 0
     last_attempt_at: int = 0
     dead_reason: str = ""
+    acknowledgements: int = 0
+
+    @property
+    def acknowledged(self) -> bool:
+        """A keeper reported a 2xx for it: it waits only to see the merchant close its invoice."""
+        return self.acknowledgements > 0
+
+    @property
+    def invoice_uuid(self) -> str:
+        """The invoice the event pays (ids are `invoice_uuid:tx_hash`)."""
+        return self.id.rpartition(":")[0]
 
 
 @dataclass(frozen=True, order=True)
@@ -172,13 +184,54 @@ def load_processed(text: Optional[str]) -> Dict[str, int]:
     return {str(key): int(block) for key, block in json.loads(text or "{}").items()}
 
 
-def due(outbox: Sequence[OutboxEntry], now: int, limit: Optional[int] = None) -> List[OutboxEntry]:
-    """The entries whose next attempt time has come, longest waiting first, at most `limit`."""
+#: A keeper's 2xx is not taken on its word: the entry stays until the merchant's list, read by a
+#: threshold of agents, no longer shows its invoice. Still shown this long after the 2xx, it is sent
+#: again under the same id (the merchant deduplicates by id), at most `MAX_ACKNOWLEDGEMENTS` times
+#: in all, so a lying keeper cannot lose an event and an honest merchant slow to close its invoices
+#: gets at most two copies.
+REDELIVERY_AFTER_SECONDS = 20
+MAX_ACKNOWLEDGEMENTS = 3
+
+
+def due(
+    outbox: Sequence[OutboxEntry],
+    now: int,
+    limit: Optional[int] = None,
+    open_invoices: Optional[AbstractSet[str]] = None,
+) -> List[OutboxEntry]:
+    """The entries whose next attempt time has come, longest waiting first, at most `limit`.
+    An acknowledged entry is due again only when `open_invoices` (None: not known this period)
+    still holds its invoice."""
     ready = sorted(
-        (e for e in outbox if e.next_attempt_at <= now),
+        (e for e in outbox if e.next_attempt_at <= now and _may_send(e, open_invoices)),
         key=lambda e: (e.next_attempt_at, e.created_at, e.id),
     )
     return ready if limit is None else ready[: max(0, limit)]
+
+
+def _may_send(entry: OutboxEntry, open_invoices: Optional[AbstractSet[str]]) -> bool:
+    if not entry.acknowledged:
+        return True
+    return (
+        open_invoices is not None
+        and entry.invoice_uuid in open_invoices
+        and entry.acknowledgements < MAX_ACKNOWLEDGEMENTS
+    )
+
+
+def close_acknowledged(
+    outbox: Sequence[OutboxEntry], open_invoices: Optional[AbstractSet[str]]
+) -> Tuple[List[OutboxEntry], List[OutboxEntry]]:
+    """(remaining, closed): acknowledged entries leave once the merchant no longer lists their
+    invoice, or once they were acknowledged `MAX_ACKNOWLEDGEMENTS` times; `open_invoices` None
+    (this period did not read the merchant's list) closes only the latter."""
+    remaining, closed = [], []
+    for entry in outbox:
+        done = entry.acknowledgements >= MAX_ACKNOWLEDGEMENTS or (
+            entry.acknowledged and open_invoices is not None and entry.invoice_uuid not in open_invoices
+        )
+        (closed if done else remaining).append(entry)
+    return remaining, closed
 
 
 def attempt_result(  # pylint: disable=too-many-arguments
@@ -217,6 +270,7 @@ def apply_results(
 ) -> Tuple[List[OutboxEntry], List[OutboxEntry], List[str]]:
     """Apply an agreed delivery report: (remaining outbox, newly dead-lettered, delivered ids).
 
+    A delivered entry stays, acknowledged, until `close_acknowledged` lets it go.
     The next attempt is the keeper's, kept within [attempt time, created + max age],
     so the last attempt falls at the age limit and a bad report cannot park an event forever.
     """
@@ -229,6 +283,15 @@ def apply_results(
             continue
         if result.delivered:
             delivered.append(entry.id)
+            remaining.append(replace(
+                entry,
+                attempts=entry.attempts + 1,
+                last_status=result.status,
+                last_error="",
+                last_attempt_at=result.attempted_at,
+                next_attempt_at=result.attempted_at + REDELIVERY_AFTER_SECONDS,
+                acknowledgements=entry.acknowledgements + 1,
+            ))
             continue
         deadline = entry.created_at + policy.max_age_seconds
         failed = replace(
@@ -240,6 +303,8 @@ def apply_results(
             next_attempt_at=min(max(result.retry_at, result.attempted_at), deadline),
         )
         reason = give_up_reason(failed, outcome_of(result.status), policy)
+        if reason and entry.acknowledged:
+            continue  # a copy the merchant already acknowledged once: never a dead letter
         if reason:
             dead.append(replace(failed, dead_reason=reason))
         else:

@@ -173,10 +173,9 @@ def next_state(
         synchronized_data.outbox, synchronized_data.delivery_report, policy
     )
     agreement, processed = synchronized_data.agreement, synchronized_data.processed_keys
-    if 0 <= agreement.from_block <= agreement.to_block:
-        # Only a period that scanned knows which invoices are open (a threshold of agents read
-        # them); an empty one may not have reached the merchant at all, so it lets nothing go.
-        open_invoices = {invoice.uuid for invoice in agreement.invoices}
+    open_invoices = open_invoice_ids(agreement)
+    remaining, _ = outbox_rules.close_acknowledged(remaining, open_invoices)
+    if open_invoices is not None:
         processed = outbox_rules.retain(processed, checkpoint, retention_blocks, open_invoices)
     values = {
         "outbox": outbox_rules.dumps(remaining),
@@ -185,6 +184,21 @@ def next_state(
         "processed_keys": outbox_rules.dumps_processed(processed),
     }
     return synchronized_data.committed_state.successor(checkpoint, checkpoint_hash, values)
+
+
+def open_invoice_ids(agreement: Agreement) -> Optional[Set[str]]:
+    """The invoices the merchant lists as open, as a threshold of agents read them this period, or
+    None: only a period that scanned knows (an empty one may not have reached the merchant at all)."""
+    if 0 <= agreement.from_block <= agreement.to_block:
+        return {invoice.uuid for invoice in agreement.invoices}
+    return None
+
+
+def due_now(data: SynchronizedData, now: int, limit: Optional[int] = None) -> List[outbox_rules.OutboxEntry]:
+    """The outbox entries this period's keeper sends at block time `now` (`outbox.due`)."""
+    agreed = cast(Optional[str], data.db.get("agreement", None))
+    open_invoices = None if agreed is None else open_invoice_ids(Agreement.from_json(agreed))
+    return outbox_rules.due(data.outbox, now, limit, open_invoices)
 
 
 def with_state(data: BaseSynchronizedData, state: CommittedState) -> "SynchronizedData":
@@ -429,7 +443,6 @@ class DedupeRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
         if derived.digest != voted_digest:
             # This agent derives other events than the majority: never record what nobody voted for.
             return data, Event.NO_MAJORITY
-        entries = outbox_rules.load_entries(enqueued_state(data, derived.events, now).values["outbox"])
         if derived.events:
             data = with_state(data, enqueued_state(data, derived.events, now))
         if scan != data.agreement:
@@ -438,7 +451,8 @@ class DedupeRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
             SynchronizedData,
             data.update(synchronized_data_class=SynchronizedData, delivery_report="[]", agreement=scan.to_json()),
         )
-        return data, (Event.DONE if outbox_rules.due(entries, now) else Event.NOTHING_TO_DELIVER)
+        # The cut scan is the period's agreement from here on: the keeper sends what is due by it.
+        return data, (Event.DONE if due_now(data, now) else Event.NOTHING_TO_DELIVER)
 
 
 def scan_within_capacity(data: SynchronizedData, confirmations: int) -> Agreement:
@@ -478,7 +492,7 @@ class DeliverWebhookRound(CheckedPayloadRound, OnlyKeeperSendsRound):
     def parse_payload(self, payload: BaseTxPayload) -> None:
         """Results only for this round's due events, made at its block time."""
         now = self.round_block_time()
-        due_ids = [entry.id for entry in outbox_rules.due(self.synchronized_data.outbox, now)]
+        due_ids = [entry.id for entry in due_now(self.synchronized_data, now)]
         checks.parse_delivery_report(cast(DeliverWebhookPayload, payload).delivery_report, due_ids, now)
 
 

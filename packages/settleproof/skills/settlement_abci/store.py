@@ -38,7 +38,7 @@ DEFAULT_DATA_DIR = "data"  # relative to the agent's working directory
 FILE_NAME = "settleproof.sqlite3"
 ENTRY_COLUMNS = (
     "id, body, attempts, last_status, last_error, created_at, next_attempt_at, "
-    "last_attempt_at, dead_reason"
+    "last_attempt_at, dead_reason, acknowledgements"
 )
 
 #: MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit: a released
@@ -81,6 +81,10 @@ MIGRATIONS: Tuple[Tuple[str, ...], ...] = (
         """CREATE TABLE keeper_health (
             address TEXT PRIMARY KEY, silent_periods INTEGER NOT NULL, last_silent_period INTEGER NOT NULL
         )""",
+    ),
+    (
+        "ALTER TABLE outbox ADD COLUMN acknowledgements INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE dead_letters ADD COLUMN acknowledgements INTEGER NOT NULL DEFAULT 0",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -195,12 +199,12 @@ class Store:
             )
             db.execute("DELETE FROM outbox")
             db.executemany(
-                f"INSERT INTO outbox ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO outbox ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_row(entry) for entry in load_entries(values["outbox"])],
             )
             db.executemany(
                 f"INSERT OR IGNORE INTO dead_letters ({ENTRY_COLUMNS}, period) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*_row(entry), period) for entry in load_entries(values["dead_letters"])],
             )
             db.executemany(
@@ -302,4 +306,5 @@ def _row(entry: OutboxEntry) -> Tuple:
     return (
         entry.id, entry.body, entry.attempts, entry.last_status, entry.last_error,
         entry.created_at, entry.next_attempt_at, entry.last_attempt_at, entry.dead_reason,
+        entry.acknowledgements,
     )

@@ -10,12 +10,15 @@ from hypothesis import strategies as st
 
 from packages.settleproof.skills.settlement_abci.outbox import (
     EMPTY_DEAD_SUMMARY,
+    MAX_ACKNOWLEDGEMENTS,
     MAX_ERROR,
+    REDELIVERY_AFTER_SECONDS,
     DeliveryResult,
     OutboxEntry,
     OutboxPolicy,
     apply_results,
     attempt_result,
+    close_acknowledged,
     due,
     dumps,
     dumps_processed,
@@ -98,10 +101,11 @@ def test_enqueue_marks_processed_and_enqueues_together_once(outbox, processed, n
 @examples(100)
 @given(entries, results, policies)
 def test_apply_results(outbox, report, policy):
-    """2xx removes; any other outcome counts an attempt and keeps id and body; the give-up rules of the README."""
+    """2xx acknowledges (the entry waits for its invoice to close); any other outcome counts an
+    attempt and keeps id and body; the give-up rules of the README."""
     remaining, dead, delivered = apply_results(outbox, report, policy)
     by_id = {r.id: r for r in report}
-    assert len(remaining) + len(dead) + len(delivered) == len(outbox)
+    assert len(remaining) + len(dead) == len(outbox)
     for entry in outbox:
         result = by_id.get(entry.id)
         if result is None:
@@ -109,6 +113,9 @@ def test_apply_results(outbox, report, policy):
             continue
         if 200 <= result.status < 300:
             assert entry.id in delivered
+            (after,) = [e for e in remaining if e.id == entry.id]
+            assert after.acknowledgements == entry.acknowledgements + 1 and after.attempts == entry.attempts + 1
+            assert after.next_attempt_at == result.attempted_at + REDELIVERY_AFTER_SECONDS
             continue
         (after,) = [e for e in remaining + dead if e.id == entry.id]
         assert (after.id, after.body, after.created_at) == (entry.id, entry.body, entry.created_at)
@@ -174,10 +181,39 @@ def test_max_age_dead_letters_and_caps_the_schedule():
 
 
 def test_delivered_and_untouched():
-    """A 2xx removes the entry; an entry without a result is left exactly as it was."""
+    """A 2xx acknowledges the entry; an entry without a result is left exactly as it was."""
     sent, waiting = OutboxEntry("a:" + tx_hash(1), "{}", 4), OutboxEntry("b:" + tx_hash(2), "{}", 1, 500)
-    remaining, dead, delivered = apply_results([sent, waiting], [DeliveryResult(sent.id, 204)], OutboxPolicy(5))
-    assert (remaining, dead, delivered) == ([waiting], [], [sent.id])
+    remaining, dead, delivered = apply_results([sent, waiting], [DeliveryResult(sent.id, 204, "", T0)], OutboxPolicy(5))
+    acknowledged = replace(sent, attempts=5, last_status=204, last_attempt_at=T0,
+                           next_attempt_at=T0 + REDELIVERY_AFTER_SECONDS, acknowledgements=1)
+    assert (remaining, dead, delivered) == ([acknowledged, waiting], [], [sent.id])
+
+
+def test_a_false_acknowledgement_is_sent_again_and_a_true_one_closes() -> None:
+    """A 2xx whose invoice the merchant still lists is due again after the grace, under the same id,
+    at most MAX_ACKNOWLEDGEMENTS times in all; once the list no longer shows it, it leaves; a period
+    that did not read the list (None) neither sends it nor lets it go."""
+    entry = OutboxEntry("inv-a:" + tx_hash(1), "{}", created_at=T0, next_attempt_at=T0)
+    outbox, _, _ = apply_results([entry], [DeliveryResult(entry.id, 200, "", T0)], OutboxPolicy())
+    later = T0 + REDELIVERY_AFTER_SECONDS
+    assert due(outbox, later - 1, open_invoices={"inv-a"}) == []
+    assert [e.id for e in due(outbox, later, open_invoices={"inv-a"})] == [entry.id]
+    assert due(outbox, later, open_invoices=None) == [] and due(outbox, later, open_invoices=set()) == []
+    assert close_acknowledged(outbox, None) == (outbox, [])
+    assert close_acknowledged(outbox, {"inv-a"}) == (outbox, [])
+    assert close_acknowledged(outbox, {"inv-b"}) == ([], outbox)
+    for n in range(2, MAX_ACKNOWLEDGEMENTS + 1):
+        now = T0 + n * REDELIVERY_AFTER_SECONDS
+        outbox, _, _ = apply_results(outbox, [DeliveryResult(entry.id, 200, "", now)], OutboxPolicy())
+    assert due(outbox, T0 + 10**6, open_invoices={"inv-a"}) == []
+    assert close_acknowledged(outbox, {"inv-a"}) == ([], outbox)
+
+
+def test_an_acknowledged_copy_that_fails_is_dropped_not_dead_lettered() -> None:
+    """The merchant acknowledged once; its resend dies of max attempts: no dead letter for it."""
+    entry = OutboxEntry("inv-a:" + tx_hash(1), "{}", 9, 200, created_at=T0, acknowledgements=1)
+    remaining, dead, _ = apply_results([entry], [DeliveryResult(entry.id, 503, "", T0, T0 + 5)], OutboxPolicy(10))
+    assert (remaining, dead) == ([], [])
 
 
 @examples(100)

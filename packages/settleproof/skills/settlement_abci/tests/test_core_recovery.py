@@ -23,6 +23,8 @@ from packages.settleproof.skills.settlement_abci.outbox import (
     OutboxEntry,
     OutboxPolicy,
     apply_results,
+    close_acknowledged,
+    due,
     dumps,
     dumps_processed,
     enqueue,
@@ -193,13 +195,15 @@ class Service:
                 "outbox": dumps(outbox), "processed_keys": dumps_processed(processed)
             }))
         report = []
-        for entry in outbox:  # the keeper POSTs everything due; the merchant acks only when up
+        listed = {i.uuid for i in agreement.invoices}
+        for entry in due(outbox, self.clock, open_invoices=listed):  # the merchant acks only when up
             if merchant_up:
                 self.acknowledged.add(entry.id)
             report.append(DeliveryResult(entry.id, 204 if merchant_up else 503, "", self.clock, self.clock + 1))
         if crash_before_commit:
             return
         remaining, dead, _ = apply_results(outbox, report, POLICY)
+        remaining, _ = close_acknowledged(remaining, listed)
         assert not dead
         kept = retain(processed, to_block, WINDOW, {i.uuid for i in agreement.invoices})
         self.commit(self.synced.successor(to_block, f"0x{to_block:x}", {

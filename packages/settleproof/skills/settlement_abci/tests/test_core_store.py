@@ -64,10 +64,10 @@ def test_new_store_is_wal_versioned_and_empty(tmp_path: Path) -> None:
     opened = Store.open(tmp_path / "nested" / "data")
     try:
         assert opened.path == tmp_path / "nested" / "data" / FILE_NAME and opened.path.is_file()
-        assert opened.schema_version() == SCHEMA_VERSION == 2
+        assert opened.schema_version() == SCHEMA_VERSION == 3
         raw = sqlite3.connect(opened.path)
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
         raw.close()
         assert (opened.checkpoint(), opened.outbox(), opened.dead_letters(), opened.replays()) == (None, [], [], [])
         assert opened.committed_state() is None and opened.processed_count() == 0
@@ -136,7 +136,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     raw.commit()
     raw.close()
-    with pytest.raises(StoreError, match=rf"{FILE_NAME}: schema version 3 is newer .* move the file aside"):
+    with pytest.raises(StoreError, match=rf"{FILE_NAME}: schema version {SCHEMA_VERSION + 1} is newer .* move the file aside"):
         Store.open(tmp_path)
 
 
@@ -152,11 +152,11 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
 def test_migrations_run_in_order_from_any_older_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A later version appended to MIGRATIONS runs once on an existing file of the current version."""
     Store.open(tmp_path).close()
-    extra = ("CREATE TABLE processed_keys (key TEXT PRIMARY KEY)",)
+    extra = ("CREATE TABLE processed_keys (key TEXT PRIMARY KEY)",)  # a made-up next version
     monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, extra))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", store_module.SCHEMA_VERSION + 1)
     upgraded = Store.open(tmp_path)
-    assert upgraded.schema_version() == 3
+    assert upgraded.schema_version() == store_module.SCHEMA_VERSION
     upgraded.close()
     raw = sqlite3.connect(tmp_path / FILE_NAME)
     assert raw.execute("SELECT COUNT(*) FROM processed_keys").fetchone() == (0,)
@@ -195,6 +195,25 @@ def test_a_version_1_file_is_migrated_and_keeps_its_dead_letters(tmp_path: Path,
     assert upgraded.schema_version() == 2
     assert upgraded.checkpoint() == Checkpoint(7, None, 2, 0)
     assert upgraded.committed_state() is None
+    upgraded.close()
+
+
+def test_a_version_2_file_keeps_its_outbox_and_dead_letters_unacknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store from before acknowledgements were counted: its rows read back with none counted."""
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    old = Store.open(tmp_path)
+    columns = "id, body, attempts, last_status, last_error, created_at, next_attempt_at, last_attempt_at, dead_reason"
+    old._db.execute(f"INSERT INTO outbox ({columns}) VALUES ('a:0xa', '{{}}', 1, 503, '', 5, 9, 6, '')")  # pylint: disable=protected-access
+    old._db.execute(  # pylint: disable=protected-access
+        f"INSERT INTO dead_letters ({columns}, period) VALUES ('x:0xx', '{{}}', 10, 503, '', 5, 9, 100, 'max_attempts', 3)"
+    )
+    old.close()
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
+    upgraded = Store.open(tmp_path)
+    assert upgraded.outbox() == [OutboxEntry("a:0xa", "{}", 1, 503, "", 5, 9, 6)]
+    assert upgraded.dead_letters() == [OutboxEntry("x:0xx", "{}", 10, 503, "", 5, 9, 100, "max_attempts")]
     upgraded.close()
 
 

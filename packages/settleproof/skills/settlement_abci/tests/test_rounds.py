@@ -25,6 +25,7 @@ from packages.settleproof.skills.settlement_abci.agreement import (
 from packages.settleproof.skills.settlement_abci.invoices import Invoice
 from packages.settleproof.skills.settlement_abci.outbox import (
     EMPTY_DEAD_SUMMARY,
+    REDELIVERY_AFTER_SECONDS,
     DeliveryResult,
     OutboxEntry,
     OutboxPolicy,
@@ -850,15 +851,28 @@ class TestCheckpointRound(SettlementRoundTestMixin, BaseCollectSameUntilThreshol
         self.run_round(110, digest, 110, self.new_hash)
         assert self.synchronized_data.committed_state.digest == digest
 
+    #: A period that did not scan did not read the merchant's list: the acknowledged entry stays.
+    acknowledged = entry("delivered", attempts=1, last_status=204, last_attempt_at=NOW,
+                         next_attempt_at=NOW + REDELIVERY_AFTER_SECONDS, acknowledgements=1)
+
     def test_first_start_commits_checkpoint_before_safe_head(self) -> None:
         """No checkpoint, agreed empty range at safe head 497: the checkpoint becomes 496."""
         self.setup_state(None, Agreement(497, 496))
+        self.expected_outbox = [self.acknowledged, *self.expected_outbox]
         self.run_round(496, self.commit_digest(496, self.expected_outbox, self.expected_dead), 496)
 
     def test_nothing_agreed_keeps_no_checkpoint(self) -> None:
         """No checkpoint and nothing agreed (-1..-2): the vote is -1 and the checkpoint stays None."""
         self.setup_state(None, Agreement(-1, -2))
+        self.expected_outbox = [self.acknowledged, *self.expected_outbox]
         self.run_round(-1, self.commit_digest(None, self.expected_outbox, self.expected_dead), None)
+
+    def test_an_acknowledged_event_whose_invoice_is_still_listed_stays(self) -> None:
+        """The scan still lists the delivered event's invoice: the 2xx is not taken on its word yet."""
+        self.setup_state(99, Agreement(100, 110, (), (make_invoice("delivered"),)))
+        self.expected_outbox = [self.acknowledged, *self.expected_outbox]
+        self.run_round(110, self.commit_digest(110, self.expected_outbox, self.expected_dead, self.new_hash),
+                       110, self.new_hash)
 
     def test_old_processed_keys_leave_unless_their_invoice_is_open(self) -> None:
         """Retention 1000 blocks, checkpoint 5000: keys of blocks <= 4000 go, except an open invoice's."""
