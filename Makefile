@@ -65,7 +65,7 @@ demo-chaos: install ## before/after reliability demo: one fault script through a
 	$(BIN)/python -m settleproof.demo_chaos
 
 # Which benchmarks `make bench` runs (in this order) and their arguments; reports also go to benchmarks/results/ (ignored).
-BENCH ?= matching catchup delivery durability comparative idle
+BENCH ?= matching catchup delivery durability comparative idle state
 MATCHING_ARGS ?=
 CATCHUP_ARGS ?=
 DELIVERY_ARGS ?=
@@ -73,7 +73,7 @@ DURABILITY_ARGS ?=
 COMPARATIVE_ARGS ?=
 IDLE_ARGS ?=
 
-bench: install ## benchmarks (not tests): one period's pure cores at 10,000 invoices x 10,000 logs, RPC catch-up, 1,000 webhooks in one period, memory/recovery after 100,000 events, SettleProof vs a reference poller on 1,000 invoices paid over time, the idle cost of 4 agents and 4 Tendermint nodes; quicker: BENCH=delivery DELIVERY_ARGS="--settlements 200", CATCHUP_ARGS="--blocks 20000 --payments 2000", DURABILITY_ARGS="--events 1000", COMPARATIVE_ARGS="--invoices 200"
+bench: install ## benchmarks (not tests): one period's pure cores at 10,000 invoices x 10,000 logs, RPC catch-up, 1,000 webhooks in one period, memory/recovery after 100,000 events, SettleProof vs a reference poller on 1,000 invoices paid over time, the idle cost of 4 agents and 4 Tendermint nodes, the consensus state after 100,000 dead letters and 10,000 pending events; quicker: BENCH=delivery DELIVERY_ARGS="--settlements 200", CATCHUP_ARGS="--blocks 20000 --payments 2000", DURABILITY_ARGS="--events 1000", COMPARATIVE_ARGS="--invoices 200"
 	@mkdir -p benchmarks/results
 	$(if $(filter matching,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/matching.py $(MATCHING_ARGS) | tee benchmarks/results/matching.json)
 	$(if $(filter catchup,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/catchup.py $(CATCHUP_ARGS) | tee benchmarks/results/catchup.json)
@@ -81,6 +81,7 @@ bench: install ## benchmarks (not tests): one period's pure cores at 10,000 invo
 	$(if $(filter durability,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/durability.py $(DURABILITY_ARGS) | tee benchmarks/results/durability.json)
 	$(if $(filter comparative,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/comparative.py $(COMPARATIVE_ARGS) | tee benchmarks/results/comparative.json)
 	$(if $(filter idle,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/idle.py $(IDLE_ARGS) | tee benchmarks/results/idle.json)
+	$(if $(filter state,$(BENCH)),set -o pipefail; $(BIN)/python benchmarks/state.py $(STATE_ARGS) | tee benchmarks/results/state.json)
 
 test: install ## install (idempotent), then run the test suite (tests/ and packages/settleproof/)
 	@test -n "$(TEST_PATHS)" || { echo "no test dirs (tests/, packages/settleproof/) found" >&2; exit 1; }

@@ -64,6 +64,7 @@ def test_outage_then_back_delivers_same_ids_and_410_is_dead_lettered_then_replay
     is delivered with its original id. The store holds the dead letter, and a replay delivers it."""
     w3: Web3 = stack["w3"]
     merchant: MerchantServer = stack["merchant"]
+    merchant.list_paid_as_open = False  # it closes an invoice once paid: a 2xx is never sent again
     shops = [Account.create().address for _ in range(2)]
     invoices = [merchant.add_invoice(token=stack["token"], receiver=shop, amount="1000") for shop in shops]
 
@@ -93,7 +94,8 @@ def test_outage_then_back_delivers_same_ids_and_410_is_dead_lettered_then_replay
         agent.wait_for(checkpoint_at_least(w3.eth.block_number), 120, "another period")
         # the same story on the agent's /metrics: retries while down, one delivery, one dead letter
         metrics = wait_for_metrics(
-            f"http://127.0.0.1:{agent_runner.served_port(env)}", lambda m: total(m, "webhook_dlq_depth") == 1, 60
+            f"http://127.0.0.1:{agent_runner.served_port(env)}",
+            lambda m: total(m, "webhook_dlq_depth") == 1 and total(m, "webhook_outbox_depth") == 0, 60,
         )
     finally:
         agent.stop()

@@ -16,7 +16,7 @@ from packages.settleproof.skills.settlement_abci.delivery import (
     block_time,
     delivery_budget,
 )
-from packages.settleproof.skills.settlement_abci.dedupe import MAX_OUTBOX_ENTRIES, derive_events
+from packages.settleproof.skills.settlement_abci.dedupe import MAX_OUTBOX_ENTRIES
 from packages.settleproof.skills.settlement_abci.keeper import keeper_for
 from packages.settleproof.skills.settlement_abci.metrics import (
     ConsensusMetrics,
@@ -231,8 +231,7 @@ class DedupeBehaviour(SettlementBehaviour):
         """Derive the new events from agreed data only, so every agent votes for the same digest."""
         data = self.synchronized_data
         confirmations = self.params.settings.confirmations
-        scan = scan_within_capacity(data, confirmations)
-        derived = derive_events(scan, data.processed_keys, confirmations)
+        scan, derived = scan_within_capacity(data, confirmations)
         now = block_time(self.round_sequence)
         if scan != data.agreement:
             self.log(

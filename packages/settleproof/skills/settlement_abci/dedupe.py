@@ -58,19 +58,20 @@ def derive_events(
 
 def within_capacity(
     agreement: Agreement, processed: Mapping[str, int], confirmations: int, waiting: int
-) -> Agreement:
+) -> Tuple[Agreement, NewEvents]:
     """`agreement` cut before the first block whose events would take the outbox (holding `waiting`
-    events) past `MAX_OUTBOX_ENTRIES`. Matching goes in chain order, so the cut scan yields exactly
-    the events of the whole scan up to the cut. An empty outbox always takes the first block with
-    events, however many, so a busy block can never stop the service."""
+    events) past `MAX_OUTBOX_ENTRIES`, and the cut scan's events. Matching goes in chain order, so
+    the cut scan yields exactly the events of the whole scan up to the cut. An empty outbox always
+    takes the first block with events, however many, so a busy block can never stop the service."""
     derived = derive_events(agreement, processed, confirmations)
     room = MAX_OUTBOX_ENTRIES - waiting
     if not derived.events or len(derived.events) <= room:
-        return agreement
+        return agreement, derived
     blocks = sorted(settlement.transfer.block_number for settlement in derived.settlements)
     to_block = blocks[max(room, 0)] - 1
     if waiting == 0 and to_block < blocks[0]:
         to_block = blocks[0]
     to_block = max(to_block, agreement.from_block - 1)
     payments = tuple(p for p in agreement.payments if p.transfer.block_number <= to_block)
-    return Agreement(agreement.from_block, to_block, payments, agreement.invoices)
+    cut = Agreement(agreement.from_block, to_block, payments, agreement.invoices)
+    return cut, derive_events(cut, processed, confirmations)

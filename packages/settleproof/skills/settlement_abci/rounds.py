@@ -12,7 +12,7 @@ from packages.settleproof.skills.settlement_abci.agreement import (
     agree_explained,
     anchor_verdict,
 )
-from packages.settleproof.skills.settlement_abci.dedupe import derive_events, within_capacity
+from packages.settleproof.skills.settlement_abci.dedupe import NewEvents, within_capacity
 from packages.settleproof.skills.settlement_abci.keeper import keeper_for
 from packages.settleproof.skills.settlement_abci import payload_checks as checks
 from packages.settleproof.skills.settlement_abci.payloads import (
@@ -438,8 +438,7 @@ class DedupeRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
             return result
         data = cast(SynchronizedData, result[0])
         voted_digest, now = self.most_voted_payload_values
-        scan = scan_within_capacity(data, self.confirmations)
-        derived = derive_events(scan, data.processed_keys, self.confirmations)
+        scan, derived = scan_within_capacity(data, self.confirmations)
         if derived.digest != voted_digest:
             # This agent derives other events than the majority: never record what nobody voted for.
             return data, Event.NO_MAJORITY
@@ -455,8 +454,9 @@ class DedupeRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
         return data, (Event.DONE if due_now(data, now) else Event.NOTHING_TO_DELIVER)
 
 
-def scan_within_capacity(data: SynchronizedData, confirmations: int) -> Agreement:
-    """The period's agreed scan, cut where the outbox would be full (`dedupe.within_capacity`)."""
+def scan_within_capacity(data: SynchronizedData, confirmations: int) -> Tuple[Agreement, NewEvents]:
+    """The period's agreed scan, cut where the outbox would be full, and its new events
+    (`dedupe.within_capacity`)."""
     return within_capacity(data.agreement, data.processed_keys, confirmations, len(data.outbox))
 
 

@@ -67,8 +67,8 @@ def test_a_full_outbox_stops_the_scan_before_what_does_not_fit(spec, waiting) ->
     )
     agreement = Agreement(100, 110, payments, invoices)
     whole = derive_events(agreement, {}, 12)
-    cut = within_capacity(agreement, {}, 12, waiting)
-    events = derive_events(cut, {}, 12)
+    cut, events = within_capacity(agreement, {}, 12, waiting)
+    assert events == derive_events(cut, {}, 12)
     by_block = sorted(whole.settlements, key=lambda s: (s.transfer.block_number, s.transfer.log_index))
     kept = [s for s in by_block if s.transfer.block_number <= cut.to_block]
     assert set(events.settlements) == set(kept)
@@ -88,5 +88,5 @@ def test_a_full_outbox_scans_nothing_new():
     """An outbox at capacity: the scan stops before the first block with a new event."""
     invoices = (make_invoice(uuid="inv-1", amount=1),)
     paid = Payment(make_transfer(block_number=105), 0)
-    cut = within_capacity(Agreement(100, 110, (paid,), invoices), {}, 12, MAX_OUTBOX_ENTRIES)
-    assert cut == Agreement(100, 104, (), invoices)
+    cut, events = within_capacity(Agreement(100, 110, (paid,), invoices), {}, 12, MAX_OUTBOX_ENTRIES)
+    assert (cut, events.events) == (Agreement(100, 104, (), invoices), ())
