@@ -213,6 +213,18 @@ def test_fail_for_n_requests_with_retry_after(merchant: MerchantServer, webhook_
     assert len(merchant.events()) == 1
 
 
+def test_a_sticky_fault_keeps_answering_the_ids_it_answered(merchant: MerchantServer, webhook_secret: str) -> None:
+    """fail(410, count=1, sticky=True): the first event gets 410 every time, the next one gets through."""
+    merchant.fail(410, count=1, sticky=True)
+    first, first_headers = signed(webhook_secret, paid_event("inv-1"))
+    second, second_headers = signed(webhook_secret, paid_event("inv-2"))
+    assert [post(merchant, first, first_headers).status_code for _ in range(2)] == [410, 410]
+    assert post(merchant, second, second_headers).status_code == 204
+    assert post(merchant, first, first_headers).status_code == 410
+    merchant.clear_faults()
+    assert post(merchant, first, first_headers).status_code == 204
+
+
 def test_fail_until_cleared_over_http_control(merchant: MerchantServer, webhook_secret: str) -> None:
     control = requests.post(merchant.url + "/_control", json={"action": "fail", "status": 410}, timeout=10)
     assert control.status_code == 200

@@ -30,9 +30,9 @@ import socket
 import threading
 import time
 import uuid as uuidlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from aiohttp import web
 from standardwebhooks import Webhook
@@ -88,15 +88,29 @@ class Fault:
     retry_after: Optional[str] = None
     delay: float = 0.0
     remaining: Optional[int] = None
+    #: With ``sticky``, every later request for a webhook id it once answered gets the same answer.
+    sticky: bool = False
+    answered: Set[str] = field(default_factory=set)
 
-    def matches(self, path: str) -> bool:
+    def matches(self, path: str, webhook_id: Optional[str] = None) -> bool:
         """Whether a request to ``path`` is affected."""
-        return self.path in ("*", path) and (self.remaining is None or self.remaining > 0)
+        if self.path not in ("*", path):
+            return False
+        return (self.remaining is None or self.remaining > 0) or webhook_id in self.answered
 
-    def consume(self) -> None:
-        """Count one affected request."""
+    def consume(self, webhook_id: Optional[str] = None) -> None:
+        """Count one affected request (a sticky answer to an id it answered before costs nothing)."""
+        if self.sticky and webhook_id in self.answered:
+            return
+        if self.sticky and webhook_id is not None:
+            self.answered.add(webhook_id)
         if self.remaining is not None:
             self.remaining -= 1
+
+    @property
+    def spent(self) -> bool:
+        """Nothing left to affect."""
+        return self.remaining is not None and self.remaining <= 0 and not self.answered
 
 
 class Merchant:
@@ -319,11 +333,13 @@ class Merchant:
         count: Optional[int] = None,
         retry_after: Optional[float | str] = None,
         path: str = "/webhook",
+        sticky: bool = False,
     ) -> None:
-        """Answer ``status`` to the next ``count`` requests on ``path`` (all, until cleared, if None)."""
+        """Answer ``status`` to the next ``count`` requests on ``path`` (all, until cleared, if None);
+        ``sticky`` keeps answering it to every later request for the webhook ids it answered."""
         ra = None if retry_after is None else str(retry_after)
         with self._lock:
-            self._faults.append(Fault(path=path, status=status, retry_after=ra, remaining=count))
+            self._faults.append(Fault(path=path, status=status, retry_after=ra, remaining=count, sticky=sticky))
 
     def delay(self, seconds: float, count: Optional[int] = None, path: str = "/webhook") -> None:
         """Hold the next ``count`` responses on ``path`` for ``seconds`` (then handle them normally)."""
@@ -335,20 +351,20 @@ class Merchant:
         with self._lock:
             self._faults = []
 
-    def take_faults(self, path: str) -> Tuple[float, Optional[Fault]]:
+    def take_faults(self, path: str, webhook_id: Optional[str] = None) -> Tuple[float, Optional[Fault]]:
         """Consume the faults matching one request: (total delay, failing fault or None)."""
         with self._lock:
             delay, failing = 0.0, None
             for fault in self._faults:
-                if not fault.matches(path):
+                if not fault.matches(path, webhook_id):
                     continue
                 if fault.status is not None and failing is not None:
                     continue  # one status per request; later ones wait their turn
-                fault.consume()
+                fault.consume(webhook_id)
                 delay += fault.delay
                 if fault.status is not None:
                     failing = fault
-            self._faults = [f for f in self._faults if f.remaining is None or f.remaining > 0]
+            self._faults = [f for f in self._faults if not f.spent]
             return delay, failing
 
     # ------------------------------------------------------------------ waiting
@@ -452,7 +468,7 @@ async def _faults_middleware(request: web.Request, handler: Callable) -> web.Str
     await request.read()  # take the whole body before any delay, like a slow app would
     if request.path == "/webhook":
         merchant.record_arrival(request.headers.get("webhook-id"))
-    delay, fault = merchant.take_faults(request.path)
+    delay, fault = merchant.take_faults(request.path, request.headers.get("webhook-id"))
     if delay:
         await asyncio.sleep(delay)  # injected latency, not synchronization
     if fault is not None:

@@ -270,7 +270,9 @@ def apply_results(
 ) -> Tuple[List[OutboxEntry], List[OutboxEntry], List[str]]:
     """Apply an agreed delivery report: (remaining outbox, newly dead-lettered, delivered ids).
 
-    A delivered entry stays, acknowledged, until `close_acknowledged` lets it go.
+    A delivered entry stays, acknowledged, until `close_acknowledged` lets it go. A 410 dead-letters
+    the entry when the attempt before was a 410 too: two keepers' in a row, as the next one retries
+    at once, so a lying keeper cannot dead-letter an event alone.
     The next attempt is the keeper's, kept within [attempt time, created + max age],
     so the last attempt falls at the age limit and a bad report cannot park an event forever.
     """
@@ -303,6 +305,9 @@ def apply_results(
             next_attempt_at=min(max(result.retry_at, result.attempted_at), deadline),
         )
         reason = give_up_reason(failed, outcome_of(result.status), policy)
+        if reason == "gone" and entry.last_status != result.status:
+            # One keeper's 410 is its word only: the next keeper's attempt, due at once, confirms it.
+            reason = ""
         if reason and entry.acknowledged:
             continue  # a copy the merchant already acknowledged once: never a dead letter
         if reason:

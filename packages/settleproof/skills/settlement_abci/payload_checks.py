@@ -4,8 +4,9 @@ Any agent may send any well-signed payload, so every field is checked for its
 shape and bounds, and against what the round can know (the participants, the
 events due, the agreed block time). A parser returns the typed value or raises
 `InvalidPayload` with a short `reason` (a metric label) and a detail for the
-log. Rounds call these from `check_payload`, which Tendermint's CheckTx and
-DeliverTx both run: an invalid payload is refused the same way on every agent
+log. Rounds call these from `check_payload`, which DeliverTx runs on every
+agent (the framework's CheckTx only checks a transaction's signature): an
+invalid payload is refused the same way on every agent
 and counts as its sender's abstention, so `end_block` only ever sees values
 that passed. No framework import: unit and property tests drive these directly.
 """

@@ -1,9 +1,10 @@
 """The rounds' door: each round parses its payloads with `payload_checks` before accepting them.
 
-`check_payload` runs at CheckTx (the mempool) and again at DeliverTx, on every
-agent, against the same synchronized state, so a refused payload is refused
-by all honest agents alike and never reaches `end_block`: it counts as its
-sender's abstention. Each refusal is logged once per round with the sender,
+`check_payload` runs at DeliverTx, on every agent, against the same
+synchronized state (the framework's CheckTx only decodes a transaction and
+checks its signature, so crafted payloads do reach blocks), so a refused payload
+is refused by all honest agents alike and never reaches `end_block`: it counts
+as its sender's abstention. Each refusal is logged once per round with the sender,
 the round and the reason, and counted in `byzantine_payloads_total`.
 """
 

@@ -56,9 +56,9 @@ class Event(Enum):
 class SynchronizedData(BaseSynchronizedData):
     """The settlement state every agent agrees on.
 
-    `checkpoint`, `checkpoint_hash`, `commit_seq`, `commit_parent`, `processed_keys`, `outbox` and
-    `dead_letters` persist across periods (the committed state); the rest is the
-    current period's work.
+    `checkpoint`, `checkpoint_hash`, `commit_seq`, `commit_parent`, `processed_keys`, `outbox`,
+    `dead_letters` and `dead_letter_summary` persist across periods (the committed state); the rest
+    is the current period's work.
     """
 
     @property

@@ -316,7 +316,7 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
     http_connection = str(HTTP_CLIENT_PUBLIC_ID)  # the new checkpoint's block hash comes from the providers
     delivered = ENTRIES[0]
     dying = replace(ENTRIES[1], attempts=9)
-    gone = ENTRIES[4]
+    gone = replace(ENTRIES[4], attempts=1, last_status=410)  # a keeper's 410, which this one confirms
     waiting = NOT_DUE
     report = [
         DeliveryResult(delivered.id, 200, "", NOW),
@@ -365,7 +365,7 @@ class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
         expected_dead = [
             replace(self.dying, attempts=10, last_status=503, last_attempt_at=NOW, next_attempt_at=NOW + 60,
                     dead_reason="max_attempts"),
-            replace(self.gone, attempts=1, last_status=410, last_attempt_at=NOW, next_attempt_at=NOW + 10,
+            replace(self.gone, attempts=2, last_status=410, last_attempt_at=NOW, next_attempt_at=NOW + 10,
                     dead_reason="gone"),
         ]
         before = digest_of(99, [self.delivered, self.dying, self.gone, self.waiting], [], self.processed, 0)

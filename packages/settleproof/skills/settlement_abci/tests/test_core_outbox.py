@@ -126,7 +126,8 @@ def test_apply_results(outbox, report, policy):
         assert after.next_attempt_at == min(max(result.retry_at, result.attempted_at), deadline)
         client_error = 400 <= result.status < 500 and result.status not in (408, 429)
         expected = (
-            "gone" if result.status == 410
+            "" if result.status == 410 and entry.last_status != 410  # one keeper's 410: confirmed next
+            else "gone" if result.status == 410
             else "rejected" if client_error and after.attempts >= policy.client_error_attempts
             else "max_attempts" if after.attempts >= policy.max_attempts
             else "max_age" if result.attempted_at >= entry.created_at + policy.max_age_seconds
@@ -152,11 +153,11 @@ def test_retry_then_dead_letter_at_max_attempts():
     ]
 
 
-def test_gone_is_dead_lettered_at_once():
-    """README: 410 = dead-lettered at once."""
-    entry = OutboxEntry("inv-a:" + tx_hash(1), "{}")
+def test_gone_is_dead_lettered_at_the_confirming_attempt():
+    """README: 410 = dead-lettered at once, once the next keeper's attempt (due at once) confirms it."""
+    entry = OutboxEntry("inv-a:" + tx_hash(1), "{}", 1, 410)
     remaining, dead, _ = apply_results([entry], [DeliveryResult(entry.id, 410, "", T0)], OutboxPolicy())
-    assert remaining == [] and [(d.id, d.attempts, d.dead_reason) for d in dead] == [(entry.id, 1, "gone")]
+    assert remaining == [] and [(d.id, d.attempts, d.dead_reason) for d in dead] == [(entry.id, 2, "gone")]
 
 
 def test_other_4xx_is_dead_lettered_after_the_configured_attempts_but_429_and_408_retry():
@@ -305,3 +306,16 @@ def test_the_dead_letter_summary_counts_and_chains_every_dead_letter() -> None:
     for bad in ("", "[]", '{"count":-1,"digest":""}', '{"count":true,"digest":""}', '{"count":1}'):
         with pytest.raises(ValueError):
             load_dead_summary(bad)
+
+
+def test_one_keepers_410_is_confirmed_by_the_next_attempt() -> None:
+    """A first 410 keeps the entry, due at once for the next keeper; a second in a row dead-letters it;
+    a 410 after another answer starts over."""
+    entry = OutboxEntry("inv-a:" + tx_hash(1), "{}", created_at=T0, next_attempt_at=T0)
+    once, dead, _ = apply_results([entry], [DeliveryResult(entry.id, 410, "", T0)], OutboxPolicy())
+    assert dead == [] and once[0].last_status == 410 and due(once, T0) == once
+    twice, dead, _ = apply_results(once, [DeliveryResult(entry.id, 410, "", T0 + 5)], OutboxPolicy())
+    assert twice == [] and [d.dead_reason for d in dead] == ["gone"]
+    retried = replace(once[0], last_status=503)
+    again, dead, _ = apply_results([retried], [DeliveryResult(entry.id, 410, "", T0 + 5)], OutboxPolicy())
+    assert dead == [] and again[0].last_status == 410
