@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, TypeVar
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, TypeVar
 
 from settleproof.paths import repo_root
 from settleproof.ports import free_port
@@ -101,10 +101,18 @@ def agent_address(folder: Path) -> str:
 class AgentProcess:
     """One running `aea run`, its log captured to a file and scanned for awaited lines."""
 
-    def __init__(self, folder: Path, env: Mapping[str, str], log_path: Optional[Path] = None):
-        """Remember how to start the agent; `start()` starts it."""
+    def __init__(
+        self, folder: Path, env: Mapping[str, str], log_path: Optional[Path] = None,
+        command: Optional[Sequence[str]] = None,
+    ):
+        """Remember how to start the agent; `start()` starts it.
+
+        `command` replaces `aea -s run --connections ...` (the argv, run in `folder`): tests start a
+        byzantine agent this way, with the same folder, environment and log capture.
+        """
         self.folder = folder
         self.env = dict(env)
+        self.command = list(command) if command is not None else [_bin("aea"), "-s", "run", "--connections", CONNECTIONS]
         self.log_path = log_path or folder / "agent.log"
         self.process: Optional[subprocess.Popen] = None
         self._lines: List[str] = []
@@ -122,7 +130,7 @@ class AgentProcess:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("SETTLEPROOF_")}
         env = {**inherited, **self.env, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(  # nosec
-            [_bin("aea"), "-s", "run", "--connections", CONNECTIONS],
+            self.command,
             cwd=self.folder,
             env=env,
             stdout=subprocess.PIPE,

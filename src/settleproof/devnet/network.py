@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from settleproof import agent_runner
 from settleproof.devnet import agents as agent_files
@@ -46,11 +46,14 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         env: Optional[Mapping[str, str]] = None,
         block_interval: float = 0.5,
         settings: FrameworkSettings = FrameworkSettings(),
+        commands: Optional[Mapping[int, Sequence[str]]] = None,
     ) -> None:
         """Nothing runs until ``start()``; ``env`` supplies the SETTLEPROOF_* settings (default: ours).
 
         ``block_interval`` is Tendermint's ``timeout_commit``, the pause between
         blocks when every validator is up (see ``tendermint.Timeouts``).
+        ``commands`` starts agent i with another argv than ``aea run`` (run in its
+        folder, same environment): tests put a byzantine agent in a slot this way.
         """
         if agents < 1:
             raise ValueError("a devnet needs at least one agent")
@@ -59,6 +62,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         self.user_env = dict(os.environ if env is None else env)
         self.block_interval = block_interval
         self.settings = settings
+        self.commands = {index: list(argv) for index, argv in (commands or {}).items()}
         self.addresses: List[str] = []
         self.nodes: List[NodeProcess] = []
         self.links: Optional[PeerLinks] = None
@@ -196,7 +200,9 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         current = self._agents[index]
         if current is not None and current.process is not None and current.process.poll() is None:
             raise agent_runner.AgentError(f"agent {index} is already running")
-        process = agent_runner.AgentProcess(slot.folder, self._envs[index], log_path=slot.log_path)
+        process = agent_runner.AgentProcess(
+            slot.folder, self._envs[index], log_path=slot.log_path, command=self.commands.get(index)
+        )
         self._agents[index] = process.start()
         self.write_manifest()
         return process
