@@ -194,8 +194,11 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         return max((node.height() for node in self.nodes), default=0)
 
     # ------------------------------------------------------------------ faults
-    def start_agent(self, index: int) -> agent_runner.AgentProcess:
-        """Start agent ``index`` (again): its node replays its blocks to it in the ABCI handshake."""
+    def start_agent(self, index: int, env: Optional[Mapping[str, str]] = None) -> agent_runner.AgentProcess:
+        """Start agent ``index`` (again): its node replays its blocks to it in the ABCI handshake.
+        ``env`` changes some of its variables from then on, as its operator editing them would."""
+        if env:
+            self._envs[index] = {**self._envs[index], **env}
         slot = self.slots[index]
         current = self._agents[index]
         if current is not None and current.process is not None and current.process.poll() is None:

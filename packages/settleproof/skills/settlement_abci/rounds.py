@@ -57,8 +57,8 @@ class SynchronizedData(BaseSynchronizedData):
     """The settlement state every agent agrees on.
 
     `checkpoint`, `checkpoint_hash`, `commit_seq`, `commit_parent`, `processed_keys`, `outbox`,
-    `dead_letters` and `dead_letter_summary` persist across periods (the committed state); the rest
-    is the current period's work.
+    `dead_letters` and `dead_letter_summary` persist across periods (the committed state), and so
+    does `settings_digest` (agreed once after registration); the rest is the current period's work.
     """
 
     @property
@@ -682,6 +682,7 @@ class SettlementAbciApp(AbciApp[Event]):
             get_name(SynchronizedData.outbox),
             get_name(SynchronizedData.dead_letters),
             get_name(SynchronizedData.dead_letter_summary),
+            get_name(SynchronizedData.settings_digest),
         }
     )
     db_pre_conditions: Dict[AppState, Set[str]] = {
@@ -698,6 +699,7 @@ class SettlementAbciApp(AbciApp[Event]):
             get_name(SynchronizedData.outbox),
             get_name(SynchronizedData.dead_letters),
             get_name(SynchronizedData.dead_letter_summary),
+            get_name(SynchronizedData.settings_digest),
         },
     }
 

@@ -128,6 +128,7 @@ def sync_data(period: int = 0, **values: Any) -> SynchronizedData:
         "outbox": "[]",
         "dead_letters": "[]",
         "dead_letter_summary": EMPTY_DEAD_SUMMARY,
+        "settings_digest": "",
     }
     db = AbciAppDB(
         setup_data=AbciAppDB.data_to_lists(setup),

@@ -1175,7 +1175,7 @@ class TestSettlementAbciApp:
         """The committed state carries over; the period's work does not."""
         assert SettlementAbciApp.cross_period_persisted_keys == frozenset(
             {"checkpoint", "checkpoint_hash", "commit_seq", "commit_parent", "processed_keys", "outbox",
-             "dead_letters", "dead_letter_summary"}
+             "dead_letters", "dead_letter_summary", "settings_digest"}
         )
         assert SettlementAbciApp.db_post_conditions[FinishedSettlementRound] == set(
             SettlementAbciApp.cross_period_persisted_keys
@@ -1200,6 +1200,7 @@ class TestSettlementAbciApp:
             outbox="[]",
             dead_letters="[]",
             dead_letter_summary=EMPTY_DEAD_SUMMARY,
+            settings_digest="",
             agreement=Agreement(100, 110).to_json(),
             most_voted_keeper_address="agent_0",
         )

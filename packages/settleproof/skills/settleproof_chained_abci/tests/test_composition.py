@@ -117,7 +117,8 @@ def test_checkpoint_survives_reset_and_pause() -> None:
     )
     db.update(
         checkpoint=7, checkpoint_hash="0xab", commit_seq=3, commit_parent="", processed_keys='{"k:0x1":5}', outbox='[{"x":1}]',
-        dead_letters="[]", dead_letter_summary='{"count":0,"digest":""}', agreement="{}",
+        dead_letters="[]", dead_letter_summary='{"count":0,"digest":""}', settings_digest="",
+        agreement="{}",
     )
     data = BaseSynchronizedData(db).create()
     assert data.period_count == 1
