@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict
 
 import pytest
 
-from packages.settleproof.skills.settlement_abci import payloads
+from packages.settleproof.skills.settlement_abci import payloads, settings_digest
 from packages.settleproof.skills.settlement_abci.agreement import Observation, Payment
 from packages.settleproof.skills.settlement_abci.handlers import decodable
 from packages.settleproof.skills.settlement_abci.outbox import OutboxEntry, attempt_result, dumps
@@ -30,6 +30,7 @@ from packages.settleproof.skills.settlement_abci.payload_checks import (
     parse_keeper,
     parse_observation,
     parse_recovery,
+    parse_settings,
 )
 from packages.settleproof.skills.settlement_abci.tests.strategies import make_invoice, make_transfer, tx_hash
 from packages.settleproof.skills.settlement_abci.webhook_retry import Backoff
@@ -152,6 +153,15 @@ def test_future_time_is_refused_as_the_wrong_time() -> None:
     with pytest.raises(InvalidPayload) as caught:
         parse_delivery_report(report["delivery_report"], DUE_IDS, NOW)
     assert caught.value.reason == "wrong_time"
+
+
+def test_wrong_settings_are_well_formed_and_another_agents() -> None:
+    """The digests pass the door and match no honest agent's: the round agrees on the others' (the
+    agreement itself is a round test; RecoverState runs once at start, so no 4-validator row)."""
+    honest = settings_digest.dumps({name: "ab" * 32 for name in settings_digest.CLASSES})
+    lied = mutate("wrong_settings", "RecoverStatePayload", {"state": "{}", "settings": honest}, FACTS)
+    assert parse_settings(lied["settings"]) != parse_settings(honest) and lied["state"] == "{}"
+    assert mutate("wrong_settings", "SelectKeeperPayload", {"keeper": "x"}, FACTS) == {"keeper": "x"}
 
 
 @pytest.mark.parametrize("status", [200, 410])

@@ -16,9 +16,8 @@ Two kinds of lie:
   agreement rules keep them from deciding anything.
 
 Adding a mode: write ``def my_mode(kind, fields, facts) -> fields``, add it to
-``PAYLOAD_MODES``. A mode that changes the agent's settings rather than its
-payloads (``wrong_settings``, planned) starts the agent with other settings
-instead; see ``SETTINGS_MODES``.
+``PAYLOAD_MODES``. ``wrong_settings`` reports settings digests nobody else has;
+an honest agent started with other settings is another test (it stops itself).
 """
 
 from __future__ import annotations
@@ -79,8 +78,9 @@ def garbage_variants(kind: str, turn: int) -> List[Fields]:
     # The most dangerous first: a row that sees a few turns has sent these.
     junk_text: List[Any] = [nested(), "y" * HUGE_CHARS, [{"id": 1}], "x", 12, None]
     variants: Dict[str, List[Fields]] = {
-        "RecoverStatePayload": [{"state": value} for value in junk_text]
-        + [{"state": json.dumps({"seq": -1, "checkpoint": "x", "values": {}, "digest": "0"})}],
+        "RecoverStatePayload": [{"state": value, "settings": value} for value in junk_text]
+        + [{"state": json.dumps({"seq": -1, "checkpoint": "x", "values": {}, "digest": "0"}),
+            "settings": json.dumps({"chain": "0" * 64})}],
         "SelectKeeperPayload": [{"keeper": value} for value in junk_text] + [{"keeper": "0x" + "1" * 40}],
         "FetchLogsQuorumPayload": [{"observation": value} for value in junk_text]
         + [{"observation": _junk_observation(turn)}, {"observation": '{"from_block": Infinity}'}],
@@ -192,6 +192,14 @@ def future_time(kind: str, fields: Fields, facts: Facts) -> Fields:
     return dict(fields)
 
 
+def wrong_settings(kind: str, fields: Fields, _facts: Facts) -> Fields:
+    """Report settings digests no other agent has (well formed): the agents agree on the others'."""
+    if kind != "RecoverStatePayload":
+        return dict(fields)
+    return {**fields, "settings": json.dumps({name: "e" * 64 for name in ("chain", "merchant", "outbox")},
+                                             separators=(",", ":"))}
+
+
 def honest(_kind: str, fields: Fields, _facts: Facts) -> Fields:
     """The payload as the honest code made it."""
     return dict(fields)
@@ -207,16 +215,14 @@ PAYLOAD_MODES: Dict[str, PayloadMode] = {
     "invent": _observation_mode(_invent),
     "tiny_range": _observation_mode(_tiny_range),
     "future_time": future_time,
+    "wrong_settings": wrong_settings,
 }
 
 #: Modes in which the keeper reports every due event as answered with this status without POSTing
 #: anything (200: "delivered"; 410: "gone", dead-lettered at once). Its other payloads stay honest.
 FALSE_DELIVERY_MODES: Dict[str, int] = {"false_delivery": 200, "false_delivery_gone": 410}
 
-#: Modes that run the agent with settings other than the service's (planned: ``wrong_settings``).
-SETTINGS_MODES: Dict[str, Callable[[Dict[str, str]], Dict[str, str]]] = {}
-
-MODES = frozenset(PAYLOAD_MODES) | frozenset(FALSE_DELIVERY_MODES) | frozenset(SETTINGS_MODES)
+MODES = frozenset(PAYLOAD_MODES) | frozenset(FALSE_DELIVERY_MODES)
 
 
 def mutate(mode: str, kind: str, fields: Fields, facts: Facts) -> Fields:
