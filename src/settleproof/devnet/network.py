@@ -47,6 +47,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         block_interval: float = 0.5,
         settings: FrameworkSettings = FrameworkSettings(),
         commands: Optional[Mapping[int, Sequence[str]]] = None,
+        agent_env: Optional[Mapping[int, Mapping[str, str]]] = None,
     ) -> None:
         """Nothing runs until ``start()``; ``env`` supplies the SETTLEPROOF_* settings (default: ours).
 
@@ -54,6 +55,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         blocks when every validator is up (see ``tendermint.Timeouts``).
         ``commands`` starts agent i with another argv than ``aea run`` (run in its
         folder, same environment): tests put a byzantine agent in a slot this way.
+        ``agent_env`` changes some variables of agent i only, as its own operator would.
         """
         if agents < 1:
             raise ValueError("a devnet needs at least one agent")
@@ -63,6 +65,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         self.block_interval = block_interval
         self.settings = settings
         self.commands = {index: list(argv) for index, argv in (commands or {}).items()}
+        self.agent_env = {index: dict(values) for index, values in (agent_env or {}).items()}
         self.addresses: List[str] = []
         self.nodes: List[NodeProcess] = []
         self.links: Optional[PeerLinks] = None
@@ -131,7 +134,7 @@ class Devnet:  # pylint: disable=too-many-instance-attributes
         node = self.nodes[slot.index]
         env = agent_files.agent_env(
             slot, self.addresses, node.ports.abci, node.rpc_url, node.com_url, self.ipfs.multiaddr,
-            self.settings, self.user_env,
+            self.settings, {**self.user_env, **self.agent_env.get(slot.index, {})},
         )
         Path(env["SETTLEPROOF_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         return env

@@ -194,6 +194,6 @@ def decide(
     if chosen is not None:
         return Decision(chosen)
     if not newer:
-        return Decision(reason="no agent holds a committed state")
+        return Decision()  # nothing was ever committed: a first start
     return Decision(reason=f"every agent reported and no committed state is vouched for by {vouchers} of them "
                            f"(commits {newer}): scanning from SETTLEPROOF_START_BLOCK, or the safe head if unset")
