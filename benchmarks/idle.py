@@ -31,7 +31,7 @@ from support import agent_pids, cpu_seconds, node_pids, rss_bytes, say, service_
 #: Valid settings whose endpoints answer nothing (port 9, discard): every period finds nothing to do.
 NOTHING = "http://127.0.0.1:9"
 IDLE_ENV = {
-    "SETTLEPROOF_RPC_ENDPOINTS": f"{NOTHING},http://localhost:9",
+    "SETTLEPROOF_RPC_ENDPOINTS": f"{NOTHING},http://127.0.0.2:9",  # two addresses: two providers
     "SETTLEPROOF_TOKEN_ADDRESS": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
     "SETTLEPROOF_INVOICES_URL": f"{NOTHING}/invoices",
     "SETTLEPROOF_WEBHOOK_URL": f"{NOTHING}/webhook",

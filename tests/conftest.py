@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover
 from web3 import Web3  # noqa: E402
 
 from settleproof.anvil import Anvil  # noqa: E402
+from settleproof.chaos import ChaosServer  # noqa: E402
 from settleproof.erc20 import deploy_token  # noqa: E402
 from settleproof.ipfs_stub import IpfsStub  # noqa: E402
 from settleproof.merchant import MerchantServer, new_secret  # noqa: E402
@@ -67,6 +68,25 @@ def anvil_factory() -> Iterator[Callable[..., Anvil]]:
     yield start
     for node in reversed(started):
         node.stop()
+
+
+@pytest.fixture
+def rpc_providers() -> Iterator[Callable[..., List[str]]]:
+    """``providers(upstream, count=2)``: URLs of ``count`` honest chaos proxies in front of one node.
+
+    The agents refuse two spellings of one host and port as providers (they would fake a quorum),
+    so several providers of one anvil are proxies, each on a port of its own. All stop after the test.
+    """
+    started: List[ChaosServer] = []
+
+    def start(upstream: str, count: int = 2) -> List[str]:
+        proxies = [ChaosServer(upstream).start() for _ in range(count)]
+        started.extend(proxies)
+        return [proxy.url for proxy in proxies]
+
+    yield start
+    for proxy in reversed(started):
+        proxy.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from settleproof.devnet.network import Devnet
 
 #: Loopback settings that pass the agents' configuration check without any service behind them.
 OFFLINE_ENV: Dict[str, str] = {
-    "SETTLEPROOF_RPC_ENDPOINTS": "http://127.0.0.1:9,http://localhost:9",
+    "SETTLEPROOF_RPC_ENDPOINTS": "http://127.0.0.1:9,http://127.0.0.2:9",
     "SETTLEPROOF_TOKEN_ADDRESS": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
     "SETTLEPROOF_INVOICES_URL": "http://127.0.0.1:9/invoices?status=open",
     "SETTLEPROOF_WEBHOOK_URL": "http://127.0.0.1:9/webhook",

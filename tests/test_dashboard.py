@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from packages.settleproof.skills.settlement_abci.metrics import (
     ConsensusMetrics,
     DurabilityMetrics,
+    InputMetrics,
     WebhookMetrics,
 )
 from packages.settleproof.skills.settlement_abci.rpc_metrics import RpcMetrics
@@ -21,7 +22,7 @@ DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "settle
 def exported() -> Dict[str, Set[str]]:
     """Every series name an agent's registry exports (with _total/_bucket suffixes) -> its labels."""
     registry = CollectorRegistry()
-    for metrics in (WebhookMetrics, DurabilityMetrics, ConsensusMetrics, RpcMetrics):
+    for metrics in (WebhookMetrics, DurabilityMetrics, ConsensusMetrics, InputMetrics, RpcMetrics):
         metrics(registry)  # type: ignore[operator]
     series: Dict[str, Set[str]] = {}
     for family in registry.collect():
@@ -59,5 +60,5 @@ def test_every_query_names_an_exported_series_and_its_labels() -> None:
         "invoice_verification_latency_seconds_bucket", "webhook_deliveries_total", "webhook_dlq_total",
         "rpc_quorum_failures_total", "rpc_provider_latency_ms_bucket", "duplicate_events_dropped_total",
         "keeper_selection_rounds_total", "keeper_failover_total", "consensus_round_retries_total",
-        "webhook_outbox_depth", "settlement_checkpoint_block", "rpc_circuit_breaker_state",
+        "webhook_outbox_depth", "settlement_checkpoint_block", "rpc_circuit_breaker_state", "inputs_truncated_total",
     } <= seen

@@ -64,3 +64,6 @@ def test_kubernetes_deployment_of_four_agents(tmp_path: Path) -> None:
         # /metrics and /healthcheck: one port per pod, reachable by a scraper in the cluster.
         assert agent_env["CONNECTION_HTTP_SERVER_CONFIG_PORT"] == "8000"
         assert agent_env["CONNECTION_HTTP_SERVER_CONFIG_HOST"] == "0.0.0.0"  # nosec: inside the pod
+        # RPC and invoice reads go through our rpc_client connection, with its cap and timeout.
+        assert agent_env["CONNECTION_RPC_CLIENT_CONFIG_MAX_BODY_BYTES"] == str(16 * 1024 * 1024)
+        assert agent_env["CONNECTION_RPC_CLIENT_CONFIG_TIMEOUT"] == "10.0"

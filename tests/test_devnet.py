@@ -105,13 +105,13 @@ def test_one_agent_on_a_real_validator(devnet_factory: Callable[..., Devnet]) ->
 @pytest.mark.parametrize("anvil", [{"block_time": 1}], indirect=True)
 def test_four_agents_confirm_each_paid_invoice_once(  # pylint: disable=too-many-locals
     devnet_factory: Callable[..., Devnet], w3: Web3, token: str, merchant: MerchantServer, webhook_secret: str,
-    anvil: Any,
+    anvil: Any, rpc_providers: Callable[..., List[str]],
 ) -> None:
-    """4 agents, 3 provider URLs for one anvil: each paid invoice reaches the merchant once, verified."""
+    """4 agents, 3 providers (proxies) for one anvil: each paid invoice reaches the merchant once, verified."""
     payer = w3.eth.accounts[1]
     shops = [Account.create().address for _ in range(3)]
     invoices = [merchant.add_invoice(token=token, receiver=shop, amount="1000") for shop in shops]
-    providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost"), f"{anvil.url}/"]
+    providers = rpc_providers(anvil.url, 3)
     env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
     net = devnet_factory(4, env, settings=FAST)
     # Pay while the agents boot; the payments are deep enough by the time they observe.

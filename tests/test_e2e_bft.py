@@ -123,11 +123,12 @@ Service = Tuple[Devnet, Payments]
 def start_service(
     devnet_factory: Callable[..., Devnet],  # noqa: F811
     w3: Web3, token: str, merchant: MerchantServer, webhook_secret: str, anvil: Any,
+    rpc_providers: Callable[..., List[str]],
 ) -> Callable[..., Service]:
-    """``start(settings)``: 4 agents on 4 validators, two provider URLs for one anvil, 2 confirmations, registered."""
+    """``start(settings)``: 4 agents on 4 validators, two providers (proxies) for one anvil, 2 confirmations, registered."""
 
     def start(settings: FrameworkSettings = FAST) -> Service:
-        providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost")]
+        providers = rpc_providers(anvil.url, 2)
         env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
         net = devnet_factory(4, env, settings=settings)
         net.wait_registered(timeout=TIMEOUT)

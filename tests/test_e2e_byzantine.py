@@ -15,6 +15,7 @@ state); nothing sleeps to synchronize.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
@@ -25,6 +26,7 @@ from web3 import Web3
 from settleproof.agent_logs import Record, event, parse
 from settleproof.agent_runner import AgentProcess
 from settleproof.anvil import Anvil
+from settleproof.chaos import ChaosServer
 from settleproof.devnet.agents import FrameworkSettings
 from settleproof.devnet.network import Devnet
 from settleproof.erc20 import deploy_token
@@ -74,10 +76,11 @@ def service(devnet_templates: AgentTemplates,  # noqa: F811  # pylint: disable=r
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """anvil (1 s blocks), a token, the merchant, 4 agents on 4 validators with agent 3 byzantine, registered."""
     secret = new_secret()
-    with Anvil(block_time=1) as chain, MerchantServer(secret) as merchant:
+    with Anvil(block_time=1) as chain, MerchantServer(secret) as merchant, ExitStack() as proxies:
         w3 = Web3(Web3.HTTPProvider(chain.url, request_kwargs={"timeout": 30}))
         token = deploy_token(w3)
-        providers = [chain.url, chain.url.replace("127.0.0.1", "localhost")]
+        # Two providers of one anvil: honest proxies on ports of their own (one host:port is one provider).
+        providers = [proxies.enter_context(ChaosServer(chain.url)).url for _ in range(2)]
         env = settleproof_env(providers, token, merchant, secret, 2, w3.eth.block_number)
         root = tmp_path_factory.mktemp("byzantine-devnet")
         devnet_templates.copy_to(root, 4)

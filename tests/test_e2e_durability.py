@@ -181,6 +181,7 @@ def expected_resume(reports: List[Report], threshold: int, participants: int) ->
 def test_restarts_resume_from_the_committed_state(  # pylint: disable=too-many-locals,too-many-statements
     devnet_factory: Callable[..., Devnet],  # noqa: F811
     w3: Web3, token: str, merchant: MerchantServer, webhook_secret: str, anvil: Anvil, tmp_path: Path,
+    rpc_providers: Callable[..., List[str]],
 ) -> None:
     """Every paid invoice is settled under one id (never a new id, nothing for an underpaid invoice)
     across: one agent restarted mid-period; all agents killed between payments with two of them on an
@@ -191,7 +192,7 @@ def test_restarts_resume_from_the_committed_state(  # pylint: disable=too-many-l
     shops = [Account.create().address for _ in range(6)]
     invoices = [merchant.add_invoice(token=token, receiver=shop, amount="1000") for shop in shops]
     payer = w3.eth.accounts[1]
-    providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost")]
+    providers = rpc_providers(anvil.url, 2)
     env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
     net = devnet_factory(4, env, settings=FAST)
     expected = set()

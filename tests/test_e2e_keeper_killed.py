@@ -57,11 +57,12 @@ def current_keeper(net: Devnet, agents: int) -> int:
 def test_keeper_killed_after_post_before_consensus(
     devnet_factory: Callable[..., Devnet],  # noqa: F811
     w3: Web3, token: str, merchant: MerchantServer, webhook_secret: str, anvil: Any,
+    rpc_providers: Callable[..., List[str]],
 ) -> None:
     """The killed keeper's POST and the next keeper's POST carry the same id; one event at the merchant."""
     shop = Account.create().address
     invoice = merchant.add_invoice(token=token, receiver=shop, amount="1000")
-    providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost")]
+    providers = rpc_providers(anvil.url, 2)
     env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
     merchant.delay(HOLD_SECONDS, count=1)  # the first POST is held: sent, but not answered yet
     net = devnet_factory(4, env, settings=FAST)

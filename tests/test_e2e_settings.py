@@ -9,7 +9,7 @@ and the other three settle a payment.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 import pytest
 from web3 import Web3
@@ -32,11 +32,11 @@ pytestmark = pytest.mark.e2e
 def test_an_agent_with_other_settings_stops_naming_them(
     devnet_factory: Callable[..., Devnet],  # noqa: F811
     w3: Web3, token: str, merchant: MerchantServer, webhook_secret: str, anvil: Any,
+    rpc_providers: Callable[..., List[str]],
 ) -> None:
     """Agent 2 runs 5 confirmations, the others 2: it stops with one CRITICAL line naming the `chain`
     class and SETTLEPROOF_CONFIRMATIONS; the three others settle on, once each."""
-    providers = [anvil.url, anvil.url.replace("127.0.0.1", "localhost")]
-    env = settleproof_env(providers, token, merchant, webhook_secret, 2, w3.eth.block_number)
+    env = settleproof_env(rpc_providers(anvil.url), token, merchant, webhook_secret, 2, w3.eth.block_number)
     net = devnet_factory(4, env, settings=FAST, agent_env={2: {"SETTLEPROOF_CONFIRMATIONS": "5"}})
     net.wait_registered(timeout=TIMEOUT)
     stopped = net.agent(2)

@@ -2,7 +2,8 @@
 
 The abci connection's `use_mock` (the framework's in-process Tendermint
 stand-in for single-agent services) plays consensus; everything else is real:
-HTTP to anvil through two provider URLs (quorum 2), HTTP to the merchant, and
+HTTP to anvil through two providers (quorum 2: two chaos proxies, honest, each
+on its own port, since the agent refuses two spellings of one address), HTTP to the merchant, and
 webhooks verified by the `standardwebhooks` library inside the merchant.
 """
 
@@ -17,6 +18,7 @@ from packages.settleproof.skills.settlement_abci.outbox import MAX_ACKNOWLEDGEME
 from settleproof import agent_runner
 from settleproof.agent_logs import checkpoint_at_least
 from settleproof.anvil import Anvil
+from settleproof.chaos import ChaosServer
 from settleproof.erc20 import deploy_token, transfer
 from settleproof.ipfs_stub import IpfsStub
 from settleproof.merchant import Merchant, MerchantServer, new_secret
@@ -37,17 +39,19 @@ def chain() -> Iterator[Anvil]:
 
 @pytest.fixture
 def stack(chain: Anvil, tmp_path: Path) -> Iterator[Dict]:
-    """Token, merchant (still listing paid invoices as open) and IPFS stub, all on loopback."""
+    """Token, merchant (still listing paid invoices as open), IPFS stub and two providers, all on loopback."""
     w3 = Web3(Web3.HTTPProvider(chain.url, request_kwargs={"timeout": 30}))
     token = deploy_token(w3)
     secret = new_secret()
     merchant = Merchant(secret, list_paid_as_open=True)
-    with MerchantServer(secret=secret, merchant=merchant) as server, IpfsStub() as ipfs:
-        yield {"w3": w3, "token": token, "secret": secret, "merchant": server, "ipfs": ipfs}
+    with MerchantServer(secret=secret, merchant=merchant) as server, IpfsStub() as ipfs, \
+            ChaosServer(chain.url) as provider_a, ChaosServer(chain.url) as provider_b:
+        yield {"w3": w3, "token": token, "secret": secret, "merchant": server, "ipfs": ipfs,
+               "providers": [provider_a.url, provider_b.url]}
 
 
 def agent_env(chain: Anvil, stack: Dict, address: str, start_block: int) -> Dict[str, str]:
-    """Everything one agent needs: mock Tendermint on a free port, two provider URLs, the merchant."""
+    """Everything one agent needs: mock Tendermint on a free port, the two providers, the merchant."""
     rpc_url = f"http://127.0.0.1:{free_port()}"
     merchant: MerchantServer = stack["merchant"]
     return {
@@ -63,7 +67,7 @@ def agent_env(chain: Anvil, stack: Dict, address: str, start_block: int) -> Dict
         ),
         "CONNECTION_LEDGER_CONFIG_LEDGER_APIS_ETHEREUM_ADDRESS": chain.url,
         **settleproof_env(
-            [chain.url, chain.url.replace("127.0.0.1", "localhost")],
+            stack["providers"],
             stack["token"], merchant, stack["secret"], CONFIRMATIONS, start_block,
         ),
     }

@@ -67,7 +67,7 @@ def test_agent_endpoints_and_status(devnet_factory: Callable[..., Devnet]) -> No
     samples = parse_metrics(body)
     assert "webhook_outbox_depth" in samples
     providers = {labels["provider"] for labels, _ in samples["rpc_requests_total"]}
-    assert providers == {"127.0.0.1:9", "localhost:9"}
+    assert providers == {"127.0.0.1:9", "127.0.0.2:9"}
     assert {labels["outcome"] for labels, _ in samples["rpc_requests_total"]} != {"ok"}
     status_code, content_type, _ = get(f"{url}/metrics")
     assert status_code == 200 and content_type.startswith("text/plain")
@@ -90,4 +90,4 @@ def test_agent_endpoints_and_status(devnet_factory: Callable[..., Devnet]) -> No
     assert header.split()[:4] == ["agent", "address", "round", "period"]
     cells = row.split()
     assert cells[0] == "agent0" and cells[1] == net.addresses[0] and cells[2] in ROUNDS
-    assert "127.0.0.1:9=" in row and "localhost:9=" in row
+    assert "127.0.0.1:9=" in row and "127.0.0.2:9=" in row

@@ -24,6 +24,7 @@ AGENT_PUBLIC_ID = "settleproof/settleproof:0.1.0"
 # `aea run --exclude-connections` validates the yaml before substituting env vars.
 CONNECTIONS = ",".join(
     [
+        "settleproof/rpc_client:0.1.0",
         "settleproof/webhook_client:0.1.0",
         "valory/abci:0.1.0",
         "valory/http_client:0.23.0",

@@ -1,4 +1,10 @@
-"""What every settlement behaviour shares: typed access to state and parallel HTTP requests."""
+"""What every settlement behaviour shares: typed access to state and parallel HTTP requests.
+
+The reads (JSON-RPC providers, the merchant's invoice list) go through our
+`rpc_client` connection: it reads each body as a stream up to a cap, within a
+timeout, and never follows a redirect. The framework's `http_client` (which the
+framework keeps for Tendermint) would read any body whole and follow redirects.
+"""
 
 import logging
 import time
@@ -6,18 +12,21 @@ from abc import ABC
 from dataclasses import dataclass, field
 from typing import Dict, Generator, List, Optional, Sequence, Tuple, cast
 
+from packages.settleproof.connections.rpc_client import PUBLIC_ID as RPC_CLIENT_ID
 from packages.settleproof.skills.settlement_abci.models import Params, SharedState
 from packages.settleproof.skills.settlement_abci.rounds import SynchronizedData
 from packages.valory.protocols.http import HttpMessage
 from packages.valory.skills.abstract_round_abci.behaviour_utils import TimeoutException
 from packages.valory.skills.abstract_round_abci.behaviours import BaseBehaviour
+from packages.valory.skills.abstract_round_abci.dialogues import HttpDialogue, HttpDialogues
 from packages.valory.skills.abstract_round_abci.models import Requests
 
 
 #: Attributes of every log record: a field of that name would clash, so it gets a trailing "_".
 RESERVED_LOG_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
-# The http_client connection reports its own failures (refused, timed out) with this status.
+RPC_CLIENT = str(RPC_CLIENT_ID)
+# The rpc_client connection reports its own failures (refused, timed out, too large) with this status.
 CONNECTION_ERROR_STATUS = 600
 
 
@@ -83,7 +92,7 @@ class SettlementBaseBehaviour(BaseBehaviour, ABC):
     def http_parallel(
         self, requests: Sequence[HttpRequest], timeout: float
     ) -> Generator[None, None, List[HttpReply]]:
-        """Send all requests at once through the http_client connection; wait at most `timeout`.
+        """Send all requests at once through the rpc_client connection; wait at most `timeout`.
 
         The framework's `get_http_response` waits for one reply at a time; here
         every request gets its own callback, so a slow provider does not delay
@@ -93,12 +102,7 @@ class SettlementBaseBehaviour(BaseBehaviour, ABC):
         callbacks = cast(Requests, self.context.requests).request_id_to_callback
         sent_at = time.monotonic()
         for position, request in enumerate(requests):
-            message, dialogue = self._build_http_request_message(
-                method=request.method,
-                url=request.url,
-                content=request.body,
-                headers=request.headers,
-            )
+            message, dialogue = self._rpc_client_request(request)
             nonce = self._get_request_nonce_from_dialogue(dialogue)
             callbacks[nonce] = self._store_reply(replies, position)
             self.context.outbox.put_message(message=message)
@@ -108,6 +112,21 @@ class SettlementBaseBehaviour(BaseBehaviour, ABC):
             pass
         gave_up_at = time.monotonic()
         return [self._reply(replies.get(i), sent_at, gave_up_at) for i in range(len(requests))]
+
+    def _rpc_client_request(self, request: HttpRequest) -> Tuple[HttpMessage, HttpDialogue]:
+        """The request as a message to rpc_client (the framework's builder only addresses http_client)."""
+        headers = "".join(f"{key}: {value}\r\n" for key, value in (request.headers or {}).items())
+        dialogues = cast(HttpDialogues, self.context.http_dialogues)
+        message, dialogue = dialogues.create(
+            counterparty=RPC_CLIENT,
+            performative=HttpMessage.Performative.REQUEST,
+            method=request.method,
+            url=request.url,
+            headers=headers,
+            version="",
+            body=request.body,
+        )
+        return cast(HttpMessage, message), cast(HttpDialogue, dialogue)
 
     @staticmethod
     def _store_reply(replies: Dict[int, Tuple[HttpMessage, float]], position: int):  # type: ignore
@@ -125,7 +144,7 @@ class SettlementBaseBehaviour(BaseBehaviour, ABC):
         message, at = received
         elapsed_ms = (at - sent_at) * 1000
         if message.status_code >= CONNECTION_ERROR_STATUS:
-            # the connection sends a traceback: its last line names the error
+            # a one-line reason (a framework connection would send a traceback: its last line names the error)
             lines = message.body.decode(errors="replace").strip().splitlines() or [""]
             return HttpReply(0, error=lines[-1].strip()[-200:], elapsed_ms=elapsed_ms)
         return HttpReply(message.status_code, message.body, message.headers, elapsed_ms=elapsed_ms)

@@ -7,9 +7,11 @@ settings and names the variable at fault when one is wrong.
 
 import base64
 import binascii
+import ipaddress
 import re
+import socket
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import urlparse
 
 
@@ -21,6 +23,11 @@ DEFAULT_MAX_BLOCKS_PER_PERIOD = 2000
 # The yaml's env-var syntax needs a non-empty default; these stand for "unset".
 UNSET = ("", "unset")
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Names and addresses that all reach this machine's loopback interface.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})  # nosec: compared, never bound
+#: What the system resolver also reads as an IPv4 address ("127.1", "0x7f000001", "2130706433").
+IPV4_LIKE_RE = re.compile(r"^[0-9a-fx.]+$")
 T = TypeVar("T")
 
 
@@ -73,9 +80,62 @@ def _optional(raw: Mapping[str, Optional[str]], variable: str) -> Optional[str]:
 
 def _http_url(variable: str, value: str) -> str:
     parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(variable, f"{value!r} is not an http(s) URL")
+    try:
+        parsed.port  # pylint: disable=pointless-statement
+    except ValueError:
+        raise ConfigError(variable, f"{value!r} has an invalid port") from None
     return value
+
+
+def provider_address(url: str) -> Tuple[str, int]:
+    """The (host, port) an http(s) URL reaches, the same for every spelling of one address.
+
+    Host case, a trailing dot, the default port of the scheme, IPv6 brackets, IPv4
+    spellings the resolver accepts ("127.1") and loopback names ("localhost",
+    "127.0.0.1", "[::1]") are normalised; paths, queries and credentials are not part
+    of it. Distinct IP addresses stay distinct, also on the same port: 127.0.0.2 is
+    another host than 127.0.0.1 (a machine can serve different nodes on each).
+    """
+    parsed = urlparse(url)
+    host = (parsed.hostname or "").rstrip(".")
+    if IPV4_LIKE_RE.match(host):
+        try:
+            host = socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            pass
+    try:
+        address = ipaddress.ip_address(host)
+        mapped = getattr(address, "ipv4_mapped", None)
+        host = str(mapped or address)
+    except ValueError:
+        pass
+    if host in LOOPBACK_HOSTS or host.endswith(".localhost"):
+        host = "localhost"
+    return host, parsed.port or DEFAULT_PORTS[parsed.scheme]
+
+
+def _shown(url: str) -> str:
+    """A URL as an error may show it: scheme, host and port; credentials and any path (API keys) elided."""
+    parsed = urlparse(url)
+    netloc = parsed.netloc.rpartition("@")[2]
+    rest = "" if parsed.path in ("", "/") and not (parsed.query or parsed.fragment) else "/..."
+    return f"{parsed.scheme}://{netloc}{parsed.path if not rest else rest}"
+
+
+def _distinct_providers(variable: str, urls: Sequence[str]) -> None:
+    """Two spellings of one provider would count twice toward the quorum: refuse them."""
+    seen: Dict[Tuple[str, int], str] = {}
+    for url in urls:
+        key = provider_address(url)
+        if key in seen:
+            raise ConfigError(
+                variable,
+                f"{_shown(seen[key])!r} and {_shown(url)!r} are the same provider ({key[0]}:{key[1]}); "
+                "a quorum needs providers on distinct hosts or ports",
+            )
+        seen[key] = url
 
 
 def _int(
@@ -132,6 +192,7 @@ def parse_settings(raw: Mapping[str, Optional[str]]) -> Settings:
     endpoints = _listed(
         "SETTLEPROOF_RPC_ENDPOINTS", _required(raw, "SETTLEPROOF_RPC_ENDPOINTS"), _http_url
     )
+    _distinct_providers("SETTLEPROOF_RPC_ENDPOINTS", endpoints)
     quorum = _int(raw, "SETTLEPROOF_RPC_QUORUM", DEFAULT_RPC_QUORUM, 1)
     assert quorum is not None  # nosec: a default is given
     if quorum > len(endpoints):

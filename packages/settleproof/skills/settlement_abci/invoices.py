@@ -12,6 +12,8 @@ MAX_UUID_LENGTH = 128
 #: separator may reach them. URL-safe characters (RFC 3986 unreserved) and ':' only.
 UUID_RE = re.compile(r"[A-Za-z0-9._~:-]{1,%d}" % MAX_UUID_LENGTH)
 MAX_UINT256 = 2**256 - 1
+#: Error lines reported for one list; a list of a million bad entries still gives this many and a count.
+MAX_REPORTED_ERRORS = 20
 
 
 @dataclass(frozen=True, order=True)
@@ -44,6 +46,12 @@ class Invoice:
         )
 
 
+def _shown(value: Any) -> str:
+    """A value as an error line shows it: its repr, cut (an entry's field can be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= 140 else text[:140] + "..."
+
+
 class InvalidInvoice(ValueError):
     """One entry of the merchant's list is malformed; the message names the field."""
 
@@ -53,7 +61,7 @@ def _address(entry: Dict[str, Any], field: str, optional: bool = False) -> Optio
     if value is None and optional:
         return None
     if not isinstance(value, str) or not ADDRESS_RE.fullmatch(value):
-        raise InvalidInvoice(f"field '{field}': {value!r} is not a 20-byte 0x address")
+        raise InvalidInvoice(f"field '{field}': {_shown(value)} is not a 20-byte 0x address")
     return value.lower()
 
 
@@ -68,7 +76,7 @@ def parse_invoice(entry: Any) -> Invoice:
         )
     amount = entry.get("amount")
     if not isinstance(amount, str) or not DECIMAL_RE.fullmatch(amount):
-        raise InvalidInvoice(f"field 'amount': {amount!r} is not a decimal string")
+        raise InvalidInvoice(f"field 'amount': {_shown(amount)} is not a decimal string")
     if not 0 < int(amount) <= MAX_UINT256:
         raise InvalidInvoice(f"field 'amount': {amount} is not in 1..2**256-1")
     created_block = entry.get("created_block")
@@ -78,7 +86,7 @@ def parse_invoice(entry: Any) -> Invoice:
         or created_block < 0
     ):
         raise InvalidInvoice(
-            f"field 'created_block': {created_block!r} is not a block number or null"
+            f"field 'created_block': {_shown(created_block)} is not a block number or null"
         )
     return Invoice(
         uuid=uuid,
@@ -91,28 +99,34 @@ def parse_invoice(entry: Any) -> Invoice:
 
 
 def parse_invoices(document: Any) -> Tuple[List[Invoice], List[str]]:
-    """Parse the merchant's reply: the valid invoices sorted by uuid, and one error line per bad entry.
+    """Parse the merchant's reply: the valid invoices sorted by uuid, and error lines for bad entries.
 
     A uuid listed twice keeps neither copy: the merchant's intent is ambiguous.
+    At most `MAX_REPORTED_ERRORS` entries are described, then one line counts the rest.
     """
     if not isinstance(document, list):
         raise InvalidInvoice(f"reply is a {type(document).__name__}, not a JSON array")
     valid: Dict[str, Invoice] = {}
     duplicated = set()
     errors: List[str] = []
+    bad = 0
     for position, entry in enumerate(document):
         try:
             invoice = parse_invoice(entry)
         except InvalidInvoice as error:
-            label = entry.get("uuid") if isinstance(entry, dict) else None
-            errors.append(f"invoice #{position} (uuid={label!r}) skipped: {error}")
+            bad += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                label = entry.get("uuid") if isinstance(entry, dict) else None
+                errors.append(f"invoice #{position} (uuid={_shown(label)}) skipped: {error}")
             continue
         if invoice.uuid in valid or invoice.uuid in duplicated:
             duplicated.add(invoice.uuid)
             valid.pop(invoice.uuid, None)
-            errors.append(
-                f"invoice #{position} (uuid={invoice.uuid!r}) skipped: field 'uuid': listed twice"
-            )
+            bad += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(f"invoice #{position} (uuid={invoice.uuid!r}) skipped: field 'uuid': listed twice")
             continue
         valid[invoice.uuid] = invoice
+    if bad > len(errors):
+        errors.append(f"{bad - len(errors)} more invoice entries skipped ({bad} in all)")
     return sorted(valid.values()), errors

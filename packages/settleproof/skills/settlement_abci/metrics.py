@@ -3,7 +3,7 @@
 A registry of our own (not prometheus-client's global one) so that several
 agents in one process (tests) never share counters, and whoever exposes the
 metrics serves exactly this skill's. Each area registers its metrics in this
-registry (`webhooks`, `durability` and `consensus` below; `models.RpcHealth`
+registry (`webhooks`, `durability`, `consensus` and `inputs` below; `models.RpcHealth`
 registers `rpc_metrics.RpcMetrics` here).
 
 `webhook_delivery_success_rate` is
@@ -156,6 +156,31 @@ class ConsensusMetrics:
         )
 
 
+class InputMetrics:
+    """What this agent left out of its observations: inputs over their bounds (`bounds.py`), and dust.
+
+    Each agent counts what it read itself; the counts are entries, not reads, so a
+    rate shows how much is being left out.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Register every metric once."""
+        self.truncated = Counter(
+            "inputs_truncated_total",
+            "Entries left out because an input passed its bound, by input: invoices beyond the first "
+            "MAX_OPEN_INVOICES by uuid (not watched meanwhile); payments beyond the count or size bound "
+            "of an observation (their blocks are read again next period)",
+            ["input"],
+            registry=registry,
+        )
+        self.unpayable = Counter(
+            "transfers_unpayable_total",
+            "Transfers to a watched receiver that could pay no open invoice (below every amount, from "
+            "another payer, before the invoice's block), left out of observations",
+            registry=registry,
+        )
+
+
 class Metrics(Model):
     """Holds the skill's registry and the metrics registered in it."""
 
@@ -166,3 +191,4 @@ class Metrics(Model):
         self.webhooks = WebhookMetrics(self.registry)
         self.durability = DurabilityMetrics(self.registry)
         self.consensus = ConsensusMetrics(self.registry)
+        self.inputs = InputMetrics(self.registry)

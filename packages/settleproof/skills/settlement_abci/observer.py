@@ -4,7 +4,10 @@ The shell only does I/O: it drives the sans-I/O `QuorumReader` with the
 behaviour's parallel HTTP and the framework's `sleep`. Every decision is made
 by the pure modules (`invoices`, `rpc_reader`, `quorum`, `chunking`, ...).
 Failures never raise: they shrink the observation, so the agreement simply
-covers less, and the checkpoint stays where it was.
+covers less, and the checkpoint stays where it was. What the merchant and the
+chain can put in an observation is bounded (`bounds`): dust that pays no open
+invoice is left out before any block is read, and lists over a bound are cut in
+an order every agent shares, each cut logged and counted in `inputs_truncated_total`.
 """
 
 import json
@@ -18,11 +21,22 @@ from packages.settleproof.skills.settlement_abci.behaviour_base import (
     HttpRequest,
     SettlementBaseBehaviour,
 )
+from packages.settleproof.skills.settlement_abci.bounds import (
+    MAX_OBSERVATION_BYTES,
+    MAX_OPEN_INVOICES,
+    MAX_PAYMENTS_PER_OBSERVATION,
+    Payable,
+    first_invoices,
+    first_transfers,
+    fit_observation,
+)
 from packages.settleproof.skills.settlement_abci.invoices import (
+    MAX_REPORTED_ERRORS,
     Invoice,
     InvalidInvoice,
     parse_invoices,
 )
+from packages.settleproof.skills.settlement_abci.metrics import InputMetrics
 from packages.settleproof.skills.settlement_abci.models import RpcHealth
 from packages.settleproof.skills.settlement_abci.rpc_exchange import (
     ExchangeConfig,
@@ -30,7 +44,8 @@ from packages.settleproof.skills.settlement_abci.rpc_exchange import (
     Steps,
     providers_of,
 )
-from packages.settleproof.skills.settlement_abci.rpc_reader import QuorumReader
+from packages.settleproof.skills.settlement_abci.rpc_reader import Narrow, QuorumReader
+from packages.settleproof.skills.settlement_abci.transfers import Transfer
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -49,10 +64,10 @@ class ObserverMixin(SettlementBaseBehaviour, ABC):
         """Observe `[from_block, safe head]`; `from_block=None` only reports the safe head.
         With `anchor`, also report the hash a quorum of providers gives that block now."""
         observation = yield from self._observe_range(from_block)
-        if anchor is None or anchor < 0:
-            return observation
-        anchor_hash = yield from self.block_hash(anchor)
-        return replace(observation, anchor_hash=anchor_hash)
+        if anchor is not None and anchor >= 0:
+            anchor_hash = yield from self.block_hash(anchor)
+            observation = replace(observation, anchor_hash=anchor_hash)
+        return self._within_size(observation)
 
     def block_hash(self, number: int) -> Generator[None, None, str]:
         """The block's hash per a quorum of providers, or "" when they do not agree on one."""
@@ -78,9 +93,54 @@ class ObserverMixin(SettlementBaseBehaviour, ABC):
         receivers = sorted({i.receiver for i in invoices})
         if not receivers:
             return Observation(from_block, to_block, (), invoices)
-        steps = reader.read_payments(from_block, to_block, settings.token_addresses, receivers)
+        steps = reader.read_payments(
+            from_block, to_block, settings.token_addresses, receivers, self._payable_within_bounds(invoices)
+        )
         payments, to_block = yield from self.drive(steps, ([], from_block - 1))
         return Observation(from_block, to_block, tuple(payments), invoices)
+
+    @property
+    def _inputs(self) -> InputMetrics:
+        return cast(InputMetrics, self.context.metrics.inputs)
+
+    def _payable_within_bounds(self, invoices: Tuple[Invoice, ...]) -> Narrow:
+        """What the reader keeps of the agreed logs: transfers that could pay an invoice, at most the bound."""
+        payable = Payable(invoices)
+
+        def narrow(transfers: List[Transfer], last: int) -> Tuple[List[Transfer], int]:
+            wanted = [t for t in transfers if payable(t)]
+            if len(wanted) < len(transfers):
+                self._inputs.unpayable.inc(len(transfers) - len(wanted))
+                self.log("info", "transfers left out: they pay no open invoice", count=len(transfers) - len(wanted))
+            kept, last, left_out = first_transfers(wanted, last, MAX_PAYMENTS_PER_OBSERVATION)
+            if left_out:
+                self._inputs.truncated.labels("payments").inc(left_out)
+                self.log(
+                    "warning",
+                    "payments truncated: more payable transfers than one observation carries; "
+                    "the range ends before `block`, which is read again next period",
+                    count=len(wanted),
+                    bound=MAX_PAYMENTS_PER_OBSERVATION,
+                    block=last + 1,
+                )
+            return kept, last
+
+        return narrow
+
+    def _within_size(self, observation: Observation) -> Observation:
+        """The observation cut (payments by whole blocks from the end) to what one transaction carries."""
+        fitted, left_out = fit_observation(observation, MAX_OBSERVATION_BYTES)
+        if left_out:
+            self._inputs.truncated.labels("payments").inc(left_out)
+            self.log(
+                "warning",
+                "payments truncated: the observation would pass its size bound; "
+                "the range ends before `block`, which is read again next period",
+                count=len(observation.payments),
+                bound=MAX_OBSERVATION_BYTES,
+                block=fitted.to_block + 1,
+            )
+        return fitted
 
     def quorum_reader(self) -> QuorumReader:
         """A reader for this period, with the agent's breakers and metrics."""
@@ -132,10 +192,20 @@ class ObserverMixin(SettlementBaseBehaviour, ABC):
             return None
         for error in errors:
             self.log("warning", error)
-        watched = []
-        for invoice in invoices:
-            if invoice.token in settings.token_addresses:
-                watched.append(invoice)
-            else:
-                self.log("info", "invoice skipped: token not watched", invoice_uuid=invoice.uuid, token=invoice.token)
-        return tuple(watched)
+        watched = [i for i in invoices if i.token in settings.token_addresses]
+        skipped = [i for i in invoices if i.token not in settings.token_addresses]
+        for invoice in skipped[:MAX_REPORTED_ERRORS]:
+            self.log("info", "invoice skipped: token not watched", invoice_uuid=invoice.uuid, token=invoice.token)
+        if len(skipped) > MAX_REPORTED_ERRORS:
+            self.log("info", "invoices skipped: token not watched", count=len(skipped))
+        kept, left_out = first_invoices(watched, MAX_OPEN_INVOICES)
+        if left_out:
+            self._inputs.truncated.labels("invoices").inc(left_out)
+            self.log(
+                "warning",
+                "invoices truncated: the merchant lists more open invoices than one observation carries; "
+                "only the first by uuid are watched",
+                count=len(watched),
+                bound=MAX_OPEN_INVOICES,
+            )
+        return kept

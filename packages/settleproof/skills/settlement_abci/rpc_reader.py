@@ -58,6 +58,8 @@ from packages.settleproof.skills.settlement_abci.transfers import (
 
 
 Block = Tuple[str, int]  # (hash, timestamp)
+#: Given the agreed logs and the last block they cover, the ones wanted and the (never later) last block.
+Narrow = Callable[[List[Transfer], int], Tuple[List[Transfer], int]]
 
 
 class QuorumReader:  # pylint: disable=too-many-arguments,too-many-instance-attributes
@@ -111,11 +113,25 @@ class QuorumReader:  # pylint: disable=too-many-arguments,too-many-instance-attr
             self.log("warning", "no provider quorum on the head", heads=heads)
         return head
 
-    def read_payments(
-        self, first: int, last: int, tokens: Sequence[str], receivers: Optional[Sequence[str]]
+    def read_payments(  # pylint: disable=too-many-arguments
+        self,
+        first: int,
+        last: int,
+        tokens: Sequence[str],
+        receivers: Optional[Sequence[str]],
+        narrow: Optional[Narrow] = None,
     ) -> Steps[Tuple[List[Payment], int]]:
-        """Payments of `[first, last]` with their agreed block timestamps, and how far that is settled."""
+        """Payments of `[first, last]` with their agreed block timestamps, and how far that is settled.
+
+        `narrow`, when given, sees the agreed logs before any block is read: it drops
+        the ones the caller has no use for and may end the range earlier (the
+        observer leaves out dust and bounds the count), so neither costs a request.
+        """
         transfers, last = yield from self.read_logs(first, last, tokens, receivers)
+        if narrow is not None:
+            narrowed, shorter = narrow(transfers, last)
+            last = min(last, shorter)
+            transfers = [t for t in narrowed if t.block_number <= last]
         numbers = sorted({t.block_number for t in transfers})
         blocks = (yield from self.read_blocks(numbers)) if numbers else {}
         payments = []

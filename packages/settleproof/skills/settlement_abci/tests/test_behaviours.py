@@ -32,6 +32,7 @@ from packages.settleproof.skills.settlement_abci.agreement import (
     Payment,
 )
 from packages.settleproof.skills.settlement_abci.behaviour_base import (
+    RPC_CLIENT,
     HttpReply,
     HttpRequest,
     SettlementBaseBehaviour,
@@ -74,9 +75,6 @@ from packages.settleproof.skills.settlement_abci.transfers import (
     TRANSFER_TOPIC,
     Transfer,
     address_topic,
-)
-from packages.valory.connections.http_client.connection import (
-    PUBLIC_ID as HTTP_CLIENT_PUBLIC_ID,
 )
 from packages.valory.protocols.http import HttpMessage
 from packages.valory.skills.abstract_round_abci import behaviour_utils
@@ -265,8 +263,8 @@ class SettlementFSMBehaviourBaseCase(FSMBehaviourBaseCase):
 
     path_to_skill = PACKAGE_DIR
     settings_overrides: Dict[str, str] = {}
-    #: The connection the behaviour under test sends its HTTP requests to.
-    http_connection = str(HTTP_CLIENT_PUBLIC_ID)
+    #: The connection the behaviour under test sends its HTTP requests to (RPC and invoice reads: rpc_client).
+    http_connection = RPC_CLIENT
 
     @classmethod
     def setup_class(cls, **kwargs: Any) -> None:

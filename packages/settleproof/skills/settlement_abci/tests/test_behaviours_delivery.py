@@ -53,11 +53,11 @@ from packages.settleproof.skills.settlement_abci.rounds import (
     next_state,
     with_state,
 )
+from packages.settleproof.skills.settlement_abci.behaviour_base import RPC_CLIENT
 from packages.settleproof.skills.settlement_abci.dedupe import derive_events
 from packages.settleproof.skills.settlement_abci.store import Checkpoint, Store
 from packages.settleproof.skills.settlement_abci.tests.test_behaviours import (
     AGENT,
-    HTTP_CLIENT_PUBLIC_ID,
     RPC_A,
     RPC_B,
     RPC_C,
@@ -313,7 +313,7 @@ def agent_log_formatter() -> logging.Formatter:
 class TestCheckpointBehaviour(WebhookFSMBehaviourBaseCase):
     """CheckpointBehaviour votes for the state the round will commit, and stores it once committed."""
 
-    http_connection = str(HTTP_CLIENT_PUBLIC_ID)  # the new checkpoint's block hash comes from the providers
+    http_connection = RPC_CLIENT  # the new checkpoint's block hash comes from the providers
     delivered = ENTRIES[0]
     dying = replace(ENTRIES[1], attempts=9)
     gone = replace(ENTRIES[4], attempts=1, last_status=410)  # a keeper's 410, which this one confirms

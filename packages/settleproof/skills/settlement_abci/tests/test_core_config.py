@@ -3,7 +3,7 @@
 import base64
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from packages.settleproof.skills.settlement_abci.config import (
@@ -14,6 +14,7 @@ from packages.settleproof.skills.settlement_abci.config import (
     ConfigError,
     parse_settings,
     parse_webhook_secret,
+    provider_address,
 )
 from packages.settleproof.skills.settlement_abci.tests.strategies import (
     SECRET,
@@ -126,6 +127,7 @@ BAD_VALUES = [
     ("SETTLEPROOF_RPC_ENDPOINTS", "ws://rpc-a:8546", "not an http(s) URL"),
     ("SETTLEPROOF_RPC_ENDPOINTS", "http://a:1,http://a:1", "twice"),
     ("SETTLEPROOF_RPC_ENDPOINTS", ",,", "lists no value"),
+    ("SETTLEPROOF_RPC_ENDPOINTS", "http://a:99999", "invalid port"),
     ("SETTLEPROOF_TOKEN_ADDRESS", "0x1234", "not a 0x-prefixed 20-byte address"),
     ("SETTLEPROOF_TOKEN_ADDRESS", TOKENS[0][2:], "not a 0x-prefixed 20-byte address"),
     ("SETTLEPROOF_TOKEN_ADDRESS", f"{TOKENS[0]},{TOKENS[0].upper().replace('0X', '0x')}", "twice"),
@@ -182,3 +184,66 @@ def test_webhook_secret_decodes_to_its_key(key):
     assert parse_settings(valid_env(SETTLEPROOF_WEBHOOK_SECRET="whsec_" + encoded)).webhook_secret == (
         "whsec_" + encoded
     )
+
+
+# --------------------------------------------------------------------------- one provider, two spellings
+
+SAME_PROVIDER = [
+    ("http://127.0.0.1:8545", "http://localhost:8545"),
+    ("http://localhost:8545", "http://[::1]:8545"),
+    ("http://127.0.0.1:8545", "http://127.0.0.1:8545/"),
+    ("http://127.0.0.1:8545", "http://127.1:8545"),
+    ("http://0.0.0.0:8545", "http://127.0.0.1:8545"),
+    ("http://[::ffff:127.0.0.1]:8545", "http://LOCALHOST:8545/rpc"),
+    ("https://rpc.example/v3/key-1", "https://RPC.Example.:443/v3/key-2"),
+    ("http://rpc.example", "http://rpc.example:80/"),
+    ("https://rpc.example", "http://rpc.example:443"),
+    ("https://user:pw@rpc.example/a", "https://rpc.example/b"),
+]
+DISTINCT_PROVIDERS = [
+    ("http://127.0.0.1:8545", "http://127.0.0.2:8545"),  # two addresses: two hosts, also on one port
+    ("http://127.0.0.1:8545", "http://127.0.0.1:8546"),
+    ("http://rpc.example", "https://rpc.example"),  # ports 80 and 443
+    ("https://a.rpc.example", "https://b.rpc.example"),
+    ("http://[::1]:8545", "http://[::2]:8545"),
+]
+
+
+@pytest.mark.parametrize("first,second", SAME_PROVIDER)
+def test_two_spellings_of_one_provider_are_refused(first, second):
+    """They would count twice toward the quorum: start-up stops, naming the variable and both spellings."""
+    error = error_for(SETTLEPROOF_RPC_ENDPOINTS=f"{first},http://other.example:1,{second}")
+    assert error.variable == "SETTLEPROOF_RPC_ENDPOINTS"
+    assert "the same provider" in error.problem and "\n" not in str(error)
+    host, port = provider_address(first)
+    assert f"({host}:{port})" in error.problem
+    for url in (first, second):  # each spelling shown by scheme and host, never its path or credentials
+        assert url.split("://")[0] + "://" in error.problem
+    assert "key-" not in error.problem and "pw" not in error.problem
+
+
+@pytest.mark.parametrize("first,second", DISTINCT_PROVIDERS)
+def test_distinct_hosts_or_ports_are_distinct_providers(first, second):
+    """Another address or another port is another provider."""
+    settings = parse_settings(valid_env(SETTLEPROOF_RPC_ENDPOINTS=f"{first},{second}"))
+    assert settings.rpc_endpoints == (first, second)
+
+
+hosts = st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,20}){0,2}", fullmatch=True)
+
+
+@examples(100)
+@given(
+    hosts,
+    st.sampled_from(["http", "https"]),
+    st.one_of(st.none(), st.integers(min_value=1, max_value=65535)),
+    st.sampled_from(["", "/", "/v3/abc", "/rpc/?key=1"]),
+    st.booleans(),
+)
+def test_every_spelling_of_an_address_is_one_provider(host, scheme, port, path, upper):
+    """Case, a trailing dot, the default port written out and the path never change the address."""
+    assume(host != "localhost" and not host.endswith(".localhost"))  # those are loopback, tested above
+    default = {"http": 80, "https": 443}[scheme]
+    plain = f"{scheme}://{host}{'' if port is None else f':{port}'}"
+    spelled = f"{scheme}://{host.upper() if upper else host}.:{port or default}{path}"
+    assert provider_address(plain) == provider_address(spelled) == (host, port or default)

@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from packages.settleproof.skills.settlement_abci.invoices import (
+    MAX_REPORTED_ERRORS,
     InvalidInvoice,
     Invoice,
     parse_invoice,
@@ -135,3 +136,16 @@ def test_uuids_that_could_reach_a_header_unsafely_are_skipped(uuid: str) -> None
 def test_url_safe_uuids_pass(uuid: str) -> None:
     """UUIDs, slugs and `kind:number` ids are all fine."""
     assert parse_invoice(invoice_entry(uuid=uuid)).uuid == uuid
+
+
+def test_a_flood_of_bad_entries_gives_a_bounded_report():
+    """10,000 malformed entries (and one with a megabyte-long field): the first few described, each line
+    short, then one line counting the rest; the good entry is still kept."""
+    document = [invoice_entry(uuid=f"bad-{n}", amount="ten") for n in range(10_000)]
+    document.insert(5, invoice_entry(uuid="huge", token="0x" + "f" * 1_000_000))
+    document.append(invoice_entry(uuid="inv-good"))
+    invoices, errors = parse_invoices(document)
+    assert [i.uuid for i in invoices] == ["inv-good"]
+    assert len(errors) == MAX_REPORTED_ERRORS + 1
+    assert all(len(line) < 500 for line in errors)
+    assert errors[-1] == f"{10_001 - MAX_REPORTED_ERRORS} more invoice entries skipped (10001 in all)"

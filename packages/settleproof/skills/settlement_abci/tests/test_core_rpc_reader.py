@@ -317,6 +317,28 @@ def test_payments_need_an_agreed_block_with_the_logs_hash():
     assert setup.metrics.value("rpc_quorum_checks_total", check="blocks") == 2
 
 
+def test_narrow_decides_before_any_block_is_read_and_only_ever_shortens():
+    """The caller's `narrow` sees the agreed logs first: a log it drops costs no block read; a shorter
+    range it returns is kept (and one it returns longer is not)."""
+    dust, paid, later = (make_transfer(block_number=b, value=v) for b, v in [(101, 1), (102, 1000), (104, 1000)])
+    setup = Setup({n: FakeProvider([dust, paid, later]) for n in "abc"})
+    seen: List[Tuple[List[Transfer], int]] = []
+
+    def narrow(transfers: List[Transfer], last: int) -> Tuple[List[Transfer], int]:
+        seen.append((transfers, last))
+        return [t for t in transfers if t.value >= 1000 and t.block_number <= 103], 103
+
+    steps = setup.reader().read_payments(100, 105, TOKENS, RECEIVERS, narrow)
+    payments, settled = drive(steps, setup.network, setup.clock)
+    assert seen == [([dust, paid, later], 105)]
+    assert [p.transfer for p in payments] == [paid] and settled == 103
+    assert setup.metrics.value("rpc_quorum_checks_total", check="blocks") == 1  # block 102 only
+
+    steps = setup.reader().read_payments(100, 102, TOKENS, RECEIVERS, lambda transfers, last: (transfers, 200))
+    payments, settled = drive(steps, setup.network, setup.clock)
+    assert [p.transfer for p in payments] == [dust, paid] and settled == 102
+
+
 def test_provider_names_never_carry_a_url_path():
     """URLs often hold API keys: names are host:port, numbered when repeated."""
     names = [p.name for p in providers_of([

@@ -8,11 +8,13 @@ metrics in the `rpc_health` model) and at the requests it sends.
 # pylint: disable=protected-access
 
 import json
+import logging
 from typing import Any, List, Optional, Tuple, cast
 
 import pytest
 
-from packages.settleproof.skills.settlement_abci.agreement import Observation
+from packages.settleproof.skills.settlement_abci import observer
+from packages.settleproof.skills.settlement_abci.agreement import Observation, Payment
 from packages.settleproof.skills.settlement_abci.behaviours import (
     DedupeBehaviour,
     FetchLogsQuorumBehaviour,
@@ -40,6 +42,10 @@ from packages.settleproof.skills.settlement_abci.tests.test_behaviours import (
 )
 from packages.settleproof.skills.settlement_abci.tests.test_models import params_kwargs
 from packages.settleproof.skills.settlement_abci.tests.test_rounds import (
+    PAYER,
+    RECEIVER,
+    TOKEN,
+    make_invoice,
     make_payment,
     make_transfer,
 )
@@ -171,6 +177,85 @@ class TestFetchLogsReliability(SettlementFSMBehaviourBaseCase):
         shared = getattr(self.skill.skill_context, "metrics", None)
         if shared is not None:
             assert registry is shared.registry
+
+
+class TestObservationBounds(SettlementFSMBehaviourBaseCase):
+    """What the merchant's list and the logs can put in an observation is bounded, logged and counted."""
+
+    observe = TestFetchLogsReliability.observe
+
+    def sample(self, name: str, **labels: str) -> float:
+        """A sample of the skill's registry so far (it lives as long as the skill: compare before and after)."""
+        value = self.skill.skill_context.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else float(value)
+
+    def truncated(self, name: str) -> float:
+        """inputs_truncated_total{input=name} so far."""
+        return self.sample("inputs_truncated_total", input=name)
+
+    def unpayable(self) -> float:
+        """transfers_unpayable_total so far."""
+        return self.sample("transfers_unpayable_total")
+
+    def test_dust_is_left_out_before_its_block_is_read(self) -> None:
+        """Below the invoice's amount: not in the observation, counted, and its block is never asked."""
+        paid = make_transfer(105, n=1, value=1000)
+        dust = make_transfer(103, n=2, value=999)
+        network = FakeNetwork({url: honest_provider(paid, dust) for url in (RPC_A, RPC_B, RPC_C)})
+        before = self.unpayable()
+        observation, _ = self.observe(network)
+        assert observation == Observation(100, 108, (make_payment(105),), EXPECTED_INVOICES)
+        assert hex(103) not in {params[0] for _, params in network.rpc_calls("eth_getBlockByNumber")}
+        assert self.unpayable() - before == 1
+
+    def test_payments_over_the_bound_end_the_range_before_the_first_block_left_out(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Bound 2, two payments in block 103 and one in 105: the observation ends at 104, one warning line."""
+        monkeypatch.setattr(observer, "MAX_PAYMENTS_PER_OBSERVATION", 2)
+        logs = [make_transfer(103, n=1, log_index=0), make_transfer(103, n=2, log_index=1), make_transfer(105, n=3)]
+        network = FakeNetwork({url: honest_provider(*logs) for url in (RPC_A, RPC_B, RPC_C)})
+        before = self.truncated("payments")
+        with caplog.at_level(logging.WARNING):
+            observation, _ = self.observe(network)
+        payments = tuple(Payment(t, 1_700_000_103) for t in logs[:2])
+        assert observation == Observation(100, 104, payments, EXPECTED_INVOICES)
+        assert {params[0] for _, params in network.rpc_calls("eth_getBlockByNumber")} == {hex(103)}
+        (line,) = [r for r in caplog.records if r.getMessage().startswith("payments truncated")]
+        assert (line.count, line.bound, line.block) == (3, 2, 105)  # type: ignore[attr-defined]
+        assert self.truncated("payments") - before == 1
+
+    def test_an_observation_over_the_size_bound_is_cut_by_whole_blocks(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Payments in blocks 103 and 105, room for the first only: the observation ends at 104 and fits."""
+        expected = Observation(100, 104, (make_payment(103, n=1),), EXPECTED_INVOICES)
+        monkeypatch.setattr(observer, "MAX_OBSERVATION_BYTES", len(expected.to_json()))
+        logs = [make_transfer(103, n=1), make_transfer(105, n=2)]
+        network = FakeNetwork({url: honest_provider(*logs) for url in (RPC_A, RPC_B, RPC_C)})
+        before = self.truncated("payments")
+        with caplog.at_level(logging.WARNING):
+            observation, _ = self.observe(network)
+        assert observation == expected
+        (line,) = [r for r in caplog.records if r.getMessage().startswith("payments truncated")]
+        assert (line.count, line.block) == (2, 105)  # type: ignore[attr-defined]
+        assert self.truncated("payments") - before == 1
+
+    def test_invoices_over_the_bound_keep_the_first_by_uuid(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Bound 2, three watched invoices listed in any order: the two smallest uuids are observed."""
+        monkeypatch.setattr(observer, "MAX_OPEN_INVOICES", 2)
+        listed = [make_invoice(uuid, 1000, payer=PAYER) for uuid in ("inv-c", "inv-a", "inv-b")]
+        network = FakeNetwork({url: honest_provider() for url in (RPC_A, RPC_B, RPC_C)})
+        network.invoices = [dict(i.to_json(), token=TOKEN, receiver=RECEIVER) for i in listed]
+        before = self.truncated("invoices")
+        with caplog.at_level(logging.WARNING):
+            observation, _ = self.observe(network)
+        assert [i.uuid for i in observation.invoices or ()] == ["inv-a", "inv-b"]
+        (line,) = [r for r in caplog.records if r.getMessage().startswith("invoices truncated")]
+        assert (line.count, line.bound) == (3, 2)  # type: ignore[attr-defined]
+        assert self.truncated("invoices") - before == 1
 
 
 class TestRpcParams:
