@@ -1,7 +1,7 @@
 """The `settleproof` command line.
 
 Add a new area as its own click group in its own module and register it at the bottom of
-this file with `main.add_command(...)` (e.g. devnet, dlq, status), keeping this file small.
+this file with `main.add_command(...)` (e.g. devnet, dlq, status, signers/verify), keeping this file small.
 """
 
 import click
@@ -9,6 +9,7 @@ import click
 from settleproof import __version__
 from settleproof.devnet.cli import devnet
 from settleproof.dlq_cli import dlq
+from settleproof.proof_cli import signers, verify
 from settleproof.status import status
 
 
@@ -46,3 +47,5 @@ main.add_command(packages)
 main.add_command(devnet)
 main.add_command(dlq)
 main.add_command(status)
+main.add_command(signers)
+main.add_command(verify)
