@@ -102,7 +102,7 @@ def test_outage_then_back_delivers_same_ids_and_410_is_dead_lettered_then_replay
         agent.stop()
     assert total(metrics, "webhook_deliveries_total", outcome="retry") >= 6
     assert total(metrics, "webhook_deliveries_total", outcome="delivered") == 1
-    assert total(metrics, "webhook_deliveries_total", outcome="gone") == 1
+    assert total(metrics, "webhook_deliveries_total", outcome="gone") == 2  # the 410 and its confirmation
     assert total(metrics, "webhook_dlq_total", reason="gone") == 1
     assert total(metrics, "invoice_verification_latency_seconds_count") == 1
     assert total(metrics, "webhook_outbox_depth") == 0

@@ -90,11 +90,12 @@ def test_keeper_killed_after_post_before_consensus(
     assert events(net.agent(keeper).lines, "webhook attempt") == []  # it never saw a reply
 
     # The survivors' /metrics tell the same story (read over HTTP, as Prometheus would), once each has
-    # committed the checkpoint past the payment (metrics move when the round ends, after its log line).
-    scraped = [
-        wait_for_metrics(net.metrics_url(i), lambda m: total(m, "settlement_checkpoint_block") >= paid.block_number, 60)
-        for i in survivors
-    ]
+    # committed the checkpoint past the payment and a later period saw the merchant close the invoice
+    # (the acknowledged event leaves the outbox then; metrics move when the round ends).
+    def settled(m: Any) -> bool:
+        return total(m, "settlement_checkpoint_block") >= paid.block_number and total(m, "webhook_outbox_depth") == 0
+
+    scraped = [wait_for_metrics(net.metrics_url(i), settled, 60) for i in survivors]
     for samples in scraped:
         assert total(samples, "keeper_failover_total") >= 1
         assert total(samples, "keeper_selection_rounds_total") >= 1

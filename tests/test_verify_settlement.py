@@ -7,6 +7,7 @@ request can fail is refused with the reason that names it.
 """
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
@@ -213,12 +214,23 @@ def test_another_chain_id_shows_as_outsiders() -> None:
     (b'{"id":"a","data":[]}', "body: must be an object"),
     (BODY.replace(b'"amount":"', b'"amount":"0'), "body: malformed `amount`"),
     (BODY.replace(b'"amount":"', b'"amount":"' + b"9" * 5000), "body: malformed `amount`"),
-    (b"[" * 100_000, "body: not JSON"),
+    (b"[" * 100_000, "body: nests deeper than"),
     (BODY.replace(b'"type":', b'"data":{},"type":'), "names a key twice"),
 ])
 def test_a_body_that_is_no_event_is_refused(body: bytes, match: str) -> None:
     """The body is parsed strictly before anything is recovered."""
     refused(body, headers(), match)
+
+
+def test_deep_nesting_is_refused_even_with_a_raised_recursion_limit() -> None:
+    """py_ecc raises the recursion limit to 100,000, where json.loads of deep nesting kills the process:
+    the verifier refuses it before parsing, at any limit."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        refused(b"[" * 100_000 + b"]" * 100_000, headers(), "body: nests deeper than")
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 # --- pinned documents ------------------------------------------------------------------

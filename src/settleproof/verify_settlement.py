@@ -89,8 +89,29 @@ def _no_duplicate_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
     return dict(pairs)
 
 
+#: A SettleProof event nests 2 levels deep. Deeper JSON is refused before it is parsed: with a raised
+#: recursion limit (py_ecc, which eth-account may import, sets 100,000) `json.loads` of deeply nested
+#: text overflows the C stack and kills the process instead of raising RecursionError.
+MAX_NESTING = 8
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _nesting(body: bytes) -> int:
+    """How deep the body's arrays and objects nest (strings left out)."""
+    depth = deepest = 0
+    for byte in _STRINGS.sub(b"", body):
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
 def _signed_values(body: bytes) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """The body as an event and its EIP-712 values (without bodyHash and signerSet)."""
+    if _nesting(body) > MAX_NESTING:
+        raise SettlementProofError(f"body: nests deeper than {MAX_NESTING} levels")
     try:
         event = json.loads(body, object_pairs_hook=_no_duplicate_keys)
     except SettlementProofError:
