@@ -185,15 +185,19 @@ def test_503_with_retry_after_is_honoured(merchant: MerchantServer, secret: str,
     assert_all_verified(merchant, [event(1)])
 
 
-def test_410_is_dead_lettered_at_once(merchant: MerchantServer, secret: str) -> None:
-    """One attempt, then the dead-letter queue; the merchant is never asked again."""
+def test_410_is_dead_lettered_at_the_attempt_that_confirms_it(merchant: MerchantServer, secret: str) -> None:
+    """A 410 makes the event due again at once (one keeper's word is not enough); the next period's
+    410 puts it in the dead-letter queue, and the merchant is never asked again."""
     merchant.fail(410)
     keeper = Keeper(merchant.webhook_url, [secret])
     keeper.enqueue([event(1)])
     keeper.period(T0)
+    assert keeper.dead == [] and keeper.next_due() == T0
+    keeper.period(T0 + 10)
     assert keeper.outbox == []
-    assert [(d.id, d.attempts, d.last_status, d.dead_reason) for d in keeper.dead] == [(event(1).id, 1, 410, "gone")]
-    assert len(merchant.report()["attempts"]) == 1
+    assert [(d.id, d.attempts, d.last_status, d.dead_reason) for d in keeper.dead] == [(event(1).id, 2, 410, "gone")]
+    keeper.period(T0 + 20)
+    assert len(merchant.report()["attempts"]) == 2
 
 
 def test_400_is_dead_lettered_after_the_configured_attempts(merchant: MerchantServer, secret: str) -> None:
