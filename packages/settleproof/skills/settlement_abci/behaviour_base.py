@@ -114,11 +114,16 @@ class SettlementBaseBehaviour(BaseBehaviour, ABC):
         return [self._reply(replies.get(i), sent_at, gave_up_at) for i in range(len(requests))]
 
     def _rpc_client_request(self, request: HttpRequest) -> Tuple[HttpMessage, HttpDialogue]:
-        """The request as a message to rpc_client (the framework's builder only addresses http_client)."""
+        """The request as a message to rpc_client."""
+        return self.http_request_to(RPC_CLIENT, request)
+
+    def http_request_to(self, connection: str, request: HttpRequest) -> Tuple[HttpMessage, HttpDialogue]:
+        """The request as a `valory/http` message to one of our connections (the framework's builder
+        only addresses http_client)."""
         headers = "".join(f"{key}: {value}\r\n" for key, value in (request.headers or {}).items())
         dialogues = cast(HttpDialogues, self.context.http_dialogues)
         message, dialogue = dialogues.create(
-            counterparty=RPC_CLIENT,
+            counterparty=connection,
             performative=HttpMessage.Performative.REQUEST,
             method=request.method,
             url=request.url,

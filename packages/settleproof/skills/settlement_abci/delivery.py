@@ -27,7 +27,6 @@ from packages.valory.protocols.http import HttpMessage
 from packages.valory.skills.abstract_round_abci.base import RoundSequence
 from packages.valory.skills.abstract_round_abci.behaviour_utils import TimeoutException
 from packages.valory.skills.abstract_round_abci.behaviours import BaseBehaviour
-from packages.valory.skills.abstract_round_abci.dialogues import HttpDialogues
 from packages.valory.skills.abstract_round_abci.models import Requests
 
 
@@ -105,17 +104,7 @@ class WebhookSenderMixin(SettlementBaseBehaviour, ABC):
         self, request: HttpRequest, replies: Dict[int, Tuple[HttpMessage, float]], position: int
     ) -> None:
         """Send one request to webhook_client; its reply lands in `replies[position]`."""
-        dialogues = cast(HttpDialogues, self.context.http_dialogues)
-        headers = "".join(f"{key}: {value}\r\n" for key, value in (request.headers or {}).items())
-        message, dialogue = dialogues.create(
-            counterparty=WEBHOOK_CLIENT,
-            performative=HttpMessage.Performative.REQUEST,
-            method=request.method,
-            url=request.url,
-            headers=headers,
-            version="",
-            body=request.body,
-        )
+        message, dialogue = self.http_request_to(WEBHOOK_CLIENT, request)
 
         def store(reply: HttpMessage, _behaviour: BaseBehaviour) -> None:
             replies[position] = (reply, clock())

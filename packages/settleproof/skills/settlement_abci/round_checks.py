@@ -41,12 +41,16 @@ class CheckedPayloadRound:
         if (sender, error.reason) not in refused:
             refused.add((sender, error.reason))
             self.context.metrics.consensus.byzantine_payloads.labels(round_id, error.reason).inc()
-            logger = getattr(self.context.logger, "logger", self.context.logger)
-            logger.log(
+            self.log_line(
                 logging.WARNING, "payload refused",
-                extra={"round": round_id, "sender": sender, "reason": error.reason, "detail": str(error)[:300]},
+                round=round_id, sender=sender, reason=error.reason, detail=str(error)[:300],
             )
         raise TransactionNotValidError(f"{round_id}: payload from {sender} refused: {error}")
+
+    def log_line(self, level: int, message: str, **fields: object) -> None:
+        """One structured line on this agent's log (the JSON formatter writes `fields` as keys)."""
+        logger = getattr(self.context.logger, "logger", self.context.logger)
+        logger.log(level, message, extra=fields)
 
     def round_block_time(self) -> int:
         """Unix seconds of the block that started this round: what honest agents stamp their payloads with."""

@@ -271,7 +271,7 @@ class RecoverStateRound(CheckedPayloadRound, CollectAllOrLateRound):
         if decision.wait:
             return self.wait(decision.reason)
         if decision.state is None and decision.reason:
-            self.log(logging.WARNING, "recovery starts afresh", decision.reason)
+            self.log_line(logging.WARNING, "recovery starts afresh", reason=decision.reason, reports=len(reports))
         if decision.state is not None and decision.state.seq >= data.commit_seq:
             data = with_state(data, decision.state)
         data = data.update(synchronized_data_class=SynchronizedData, settings_digest=agreed[0])
@@ -282,13 +282,9 @@ class RecoverStateRound(CheckedPayloadRound, CollectAllOrLateRound):
         said = self.__dict__.setdefault("_said", set())
         if reason not in said:
             said.add(reason)
-            self.log(logging.WARNING, "recovery waiting for more reports", reason)
+            self.log_line(logging.WARNING, "recovery waiting for more reports", reason=reason,
+                          reports=len(self.collection))
         return None
-
-    def log(self, level: int, message: str, reason: str) -> None:
-        """One structured line on this agent's log."""
-        logger = getattr(self.context.logger, "logger", self.context.logger)
-        logger.log(level, message, extra={"reason": reason, "reports": len(self.collection)})
 
 
 class SelectKeeperRound(CheckedPayloadRound, CollectSameUntilThresholdRound):
@@ -394,11 +390,9 @@ class FetchLogsQuorumRound(CheckedPayloadRound, CollectAllOrLateRound):
     def report_held_range(self, reason: str, agreement: Agreement, observations: int) -> None:
         """One line and one count per period whose range stopped short of what a threshold scanned."""
         self.context.metrics.consensus.agreement_held.labels(reason).inc()
-        logger = getattr(self.context.logger, "logger", self.context.logger)
-        logger.log(
-            logging.WARNING, "agreement held back",
-            extra={"reason": reason, "from_block": agreement.from_block, "to_block": agreement.to_block,
-                   "observations": observations},
+        self.log_line(
+            logging.WARNING, "agreement held back", reason=reason, from_block=agreement.from_block,
+            to_block=agreement.to_block, observations=observations,
         )
 
 
